@@ -1,0 +1,72 @@
+"""The compiled backend: adapts validated arguments to the Cython kernels.
+
+The kernels see every array as a 5-d ``(N, C, D, H, W)`` view; 1-d and 2-d
+arrays get singleton D/H axes here (views, no copies) and their window
+parameters are padded with the identity (kernel 1, stride 1, no padding).
+Importing this module raises ImportError when the extension is missing.
+"""
+
+from __future__ import annotations
+
+from . import _threads
+from ._ext import _pool as _kernels
+
+__all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
+           "openmp_enabled"]
+
+openmp_enabled = _kernels.openmp_enabled
+_threads._omp_max_threads = _kernels.omp_max_threads
+
+
+def _as5d(a, nd):
+    if nd == 3:
+        return a
+    if nd == 2:
+        return a[:, :, None]
+    return a[:, :, None, None]
+
+
+def _three(values, fill):
+    return (fill,) * (3 - len(values)) + tuple(values)
+
+
+def max_pool(x, geom, out, indices):
+    nd = geom.nd
+    _kernels.max_pool_forward(
+        _as5d(x, nd), _as5d(out, nd),
+        None if indices is None else _as5d(indices, nd),
+        _three(geom.kernel, 1), _three(geom.stride, 1),
+        _three(geom.dilation, 1), _three(geom.pad_before, 0),
+        _threads.get_num_threads(),
+    )
+
+
+def max_pool_backward(grad_output, indices, geom, grad_input):
+    nd = geom.nd
+    return _kernels.max_pool_backward(
+        _as5d(grad_output, nd), _as5d(indices, nd), _as5d(grad_input, nd),
+        _threads.get_num_threads(),
+    )
+
+
+def avg_pool(x, geom, out, count_include_pad, divisor_override):
+    nd = geom.nd
+    _kernels.avg_pool_forward(
+        _as5d(x, nd), _as5d(out, nd),
+        _three(geom.kernel, 1), _three(geom.stride, 1),
+        _three(geom.pad_before, 0), _three(geom.pad_after, 0),
+        count_include_pad, divisor_override or 0,
+        _threads.get_num_threads(),
+    )
+
+
+def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
+                      divisor_override):
+    nd = geom.nd
+    _kernels.avg_pool_backward(
+        _as5d(grad_output, nd), _as5d(grad_input, nd),
+        _three(geom.kernel, 1), _three(geom.stride, 1),
+        _three(geom.pad_before, 0), _three(geom.pad_after, 0),
+        count_include_pad, divisor_override or 0,
+        _threads.get_num_threads(),
+    )

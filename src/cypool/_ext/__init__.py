@@ -1,0 +1,1 @@
+"""Compiled kernels of cypool (Cython + OpenMP).  Nothing public lives here."""

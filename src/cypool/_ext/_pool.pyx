@@ -1,0 +1,1225 @@
+# cython: language_level=3, cdivision=True, cpow=True
+# (boundscheck, wraparound, initializedcheck and nonecheck are set for the
+# whole build in setup.py: off, or on with CYPOOL_CYTHON_DEBUG=1)
+"""Max and average pooling kernels, forward and backward.
+
+One N-d design: every array arrives as a 5-d ``(N, C, D, H, W)`` view (1-d and
+2-d inputs carry singleton D/H axes) with arbitrary element strides, and the
+kernels treat the rank as runtime data.  The unit of work is an output "row":
+one ``(n, c, od, oh)`` and a chunk of consecutive ``ow`` positions.  For each
+row the kernel collects the in-bounds input rows of the window (in scan order
+``kd``, then ``kh``) and then, tap by tap (``kw`` innermost), applies a
+branch-free update to all output positions of the chunk at once, so that the
+inner loop runs along contiguous output positions and vectorises.  Scan order
+per output element is exactly PyTorch's row-major ``(kd, kh, kw)`` order,
+which is what makes NaN propagation, ties and the returned index identical.
+
+Input rows that are not contiguous along W are first staged into a per-thread
+buffer; outputs are always written C-contiguous along W.
+
+Validation happens in Python (``cypool._params``); the kernels assume valid
+geometry.  Python-facing functions here only check what memory safety
+depends on (ranks, shapes and dtypes of the arrays they are handed).
+"""
+
+cimport numpy as cnp
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport prange, parallel
+from libc.stdint cimport (int8_t, uint8_t, int16_t, uint16_t, int32_t,
+                          int64_t, uint64_t, INT8_MIN, INT16_MIN, INT32_MIN,
+                          INT64_MIN)
+from libc.string cimport memset
+from libc.math cimport INFINITY
+
+cnp.import_array()
+
+cdef extern from "omp_shim.h" nogil:
+    int cypool_omp_get_thread_num()
+    int cypool_omp_get_max_threads()
+    int CYPOOL_HAVE_OPENMP
+
+
+ctypedef fused pool_t:
+    float
+    double
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    int64_t
+
+ctypedef fused real_t:
+    float
+    double
+
+
+cdef enum:
+    # Below this many (estimated) element operations a call runs on one
+    # thread: starting a team costs more than it saves.
+    PARALLEL_MIN_WORK = 32768
+    # Longest run of output positions one work item handles (keeps the
+    # output chunk and its indices in L1 while the taps stream over it).
+    MAX_CHUNK = 2048
+    # Per-thread scratch is padded to whole cache lines (no false sharing).
+    LINE = 64
+
+
+cdef struct Geo:
+    Py_ssize_t N
+    Py_ssize_t C
+    Py_ssize_t isz[3]      # input spatial size (D, H, W)
+    Py_ssize_t osz[3]      # output spatial size
+    Py_ssize_t ks[3]      # kernel
+    Py_ssize_t st[3]      # stride
+    Py_ssize_t dl[3]     # dilation
+    Py_ssize_t pd[3]      # padding before
+    Py_ssize_t pa[3]      # padding after (average pooling's divisor)
+    Py_ssize_t xs[5]     # strides (elements) of the array read by windows
+    Py_ssize_t os[5]     # strides (elements) of the output-shaped array
+    Py_ssize_t js[5]     # strides (elements) of the indices array
+    Py_ssize_t chunk     # positions per work item along W
+    Py_ssize_t nchunk    # work items per row
+    Py_ssize_t band      # output rows (H) per work item
+    Py_ssize_t nband     # work items per (n, c, od)
+    int nthreads         # team size
+    bint parallel        # False: run on the calling thread
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(CYPOOL_HAVE_OPENMP)
+
+
+def omp_max_threads():
+    """``omp_get_max_threads()`` of the calling thread (1 without OpenMP)."""
+    return cypool_omp_get_max_threads()
+
+
+# ---------------------------------------------------------------- helpers
+
+cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Floor division for b > 0 (C division truncates toward zero)."""
+    cdef Py_ssize_t q = a / b
+    if (a % b != 0) and (a < 0):
+        q -= 1
+    return q
+
+
+cdef inline Py_ssize_t _ceildiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return -_floordiv(-a, b)
+
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline pool_t _lowest(pool_t dummy) noexcept nogil:
+    """The identity of max: -inf for floats, the minimum for integers."""
+    if pool_t is float:
+        return -INFINITY
+    elif pool_t is double:
+        return -INFINITY
+    elif pool_t is int8_t:
+        return INT8_MIN
+    elif pool_t is int16_t:
+        return INT16_MIN
+    elif pool_t is int32_t:
+        return INT32_MIN
+    elif pool_t is int64_t:
+        return INT64_MIN
+    else:
+        return 0
+
+
+cdef inline bint _takes(pool_t v, pool_t m) noexcept nogil:
+    """PyTorch's max update test: the new value is larger, or NaN."""
+    if pool_t is float or pool_t is double:
+        return (v > m) | (v != v)
+    else:
+        return v > m
+
+
+# ------------------------------------------------- branch-free row passes
+# One pass applies 1 to 3 consecutive taps of one input row to a run of
+# output positions: ``o[j] = max(o[j], src[j*S + i*Dl])`` for i < gsz, in
+# tap order, with PyTorch's rule (take the new value when it is larger or
+# NaN).  Strides 1 and 2 get their own loops so that the compiler sees a
+# constant stride and vectorises; the select compiles to compare + blend.
+#
+# Indices are tracked as "tags" stored in the value dtype itself (the tap
+# number in scan order), so that the tag select has the width of the value
+# compare and vectorises with it; tags become flat int64 indices once per
+# output row.  Where a dtype cannot hold every tap number of the kernel
+# (8/16-bit integers with huge kernels) the int64 single-tap path runs.
+
+cdef inline pool_t _mx(pool_t v, pool_t m) noexcept nogil:
+    return v if _takes(v, m) else m
+
+
+cdef inline void _mt(pool_t v, pool_t tv, pool_t* m, pool_t* t) noexcept nogil:
+    cdef bint take = _takes(v, m[0])
+    m[0] = v if take else m[0]
+    t[0] = tv if take else t[0]
+
+
+cdef inline void _max_pass(pool_t* o, const pool_t* src, Py_ssize_t S,
+                           Py_ssize_t Dl, Py_ssize_t gsz,
+                           Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef const pool_t* s1
+    cdef const pool_t* s2
+    if gsz == 1:
+        if S == 1:
+            for j in range(n):
+                o[j] = _mx(src[j], o[j])
+        elif S == 2:
+            for j in range(n):
+                o[j] = _mx(src[2 * j], o[j])
+        else:
+            for j in range(n):
+                o[j] = _mx(src[j * S], o[j])
+    elif gsz == 2:
+        s1 = src + Dl
+        if S == 1:
+            for j in range(n):
+                o[j] = _mx(s1[j], _mx(src[j], o[j]))
+        elif S == 2:
+            for j in range(n):
+                o[j] = _mx(s1[2 * j], _mx(src[2 * j], o[j]))
+        else:
+            for j in range(n):
+                o[j] = _mx(s1[j * S], _mx(src[j * S], o[j]))
+    else:
+        s1 = src + Dl
+        s2 = src + 2 * Dl
+        if S == 1:
+            for j in range(n):
+                o[j] = _mx(s2[j], _mx(s1[j], _mx(src[j], o[j])))
+        elif S == 2:
+            for j in range(n):
+                o[j] = _mx(s2[2 * j], _mx(s1[2 * j], _mx(src[2 * j], o[j])))
+        else:
+            for j in range(n):
+                o[j] = _mx(s2[j * S], _mx(s1[j * S], _mx(src[j * S], o[j])))
+
+
+cdef inline void _max_pass_tag(pool_t* o, pool_t* tg, const pool_t* src,
+                               Py_ssize_t S, Py_ssize_t Dl, Py_ssize_t gsz,
+                               Py_ssize_t n, pool_t t0) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef const pool_t* s1
+    cdef const pool_t* s2
+    cdef pool_t m, t
+    cdef pool_t t1 = t0 + 1
+    cdef pool_t t2 = t0 + 2
+    if gsz == 1:
+        if S == 1:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[j], t0, &m, &t)
+                o[j] = m; tg[j] = t
+        elif S == 2:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[2 * j], t0, &m, &t)
+                o[j] = m; tg[j] = t
+        else:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[j * S], t0, &m, &t)
+                o[j] = m; tg[j] = t
+    elif gsz == 2:
+        s1 = src + Dl
+        if S == 1:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[j], t0, &m, &t)
+                _mt(s1[j], t1, &m, &t)
+                o[j] = m; tg[j] = t
+        elif S == 2:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[2 * j], t0, &m, &t)
+                _mt(s1[2 * j], t1, &m, &t)
+                o[j] = m; tg[j] = t
+        else:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[j * S], t0, &m, &t)
+                _mt(s1[j * S], t1, &m, &t)
+                o[j] = m; tg[j] = t
+    else:
+        s1 = src + Dl
+        s2 = src + 2 * Dl
+        if S == 1:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[j], t0, &m, &t)
+                _mt(s1[j], t1, &m, &t)
+                _mt(s2[j], t2, &m, &t)
+                o[j] = m; tg[j] = t
+        elif S == 2:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[2 * j], t0, &m, &t)
+                _mt(s1[2 * j], t1, &m, &t)
+                _mt(s2[2 * j], t2, &m, &t)
+                o[j] = m; tg[j] = t
+        else:
+            for j in range(n):
+                m = o[j]; t = tg[j]
+                _mt(src[j * S], t0, &m, &t)
+                _mt(s1[j * S], t1, &m, &t)
+                _mt(s2[j * S], t2, &m, &t)
+                o[j] = m; tg[j] = t
+
+
+cdef inline void _max_pass_idx(pool_t* o, int64_t* oi, const pool_t* src,
+                               Py_ssize_t S, Py_ssize_t n,
+                               int64_t base) noexcept nogil:
+    """Single tap with direct int64 indices (kernels too big for tags)."""
+    cdef Py_ssize_t j
+    cdef pool_t v
+    for j in range(n):
+        v = src[j * S]
+        if _takes(v, o[j]):
+            o[j] = v
+            oi[j] = base + j * S
+
+
+cdef inline void _sum_pass(real_t* o, const real_t* src, Py_ssize_t S,
+                           Py_ssize_t gsz, Py_ssize_t n) noexcept nogil:
+    """``o[j] += src[j*S + i]`` for i < gsz, in tap order."""
+    cdef Py_ssize_t j
+    if gsz == 1:
+        if S == 1:
+            for j in range(n):
+                o[j] = o[j] + src[j]
+        elif S == 2:
+            for j in range(n):
+                o[j] = o[j] + src[2 * j]
+        else:
+            for j in range(n):
+                o[j] = o[j] + src[j * S]
+    elif gsz == 2:
+        if S == 1:
+            for j in range(n):
+                o[j] = o[j] + src[j] + src[j + 1]
+        elif S == 2:
+            for j in range(n):
+                o[j] = o[j] + src[2 * j] + src[2 * j + 1]
+        else:
+            for j in range(n):
+                o[j] = o[j] + src[j * S] + src[j * S + 1]
+    else:
+        if S == 1:
+            for j in range(n):
+                o[j] = o[j] + src[j] + src[j + 1] + src[j + 2]
+        elif S == 2:
+            for j in range(n):
+                o[j] = o[j] + src[2 * j] + src[2 * j + 1] + src[2 * j + 2]
+        else:
+            for j in range(n):
+                o[j] = o[j] + src[j * S] + src[j * S + 1] + src[j * S + 2]
+
+
+# --------------------------------------------------- window row gathering
+
+cdef struct Plan:
+    # shared, read-only tables of one call (W direction)
+    Py_ssize_t* wlo      # per kw: first ow whose tap kw is in bounds
+    Py_ssize_t* whi      # per kw: one past the last such ow
+    Py_ssize_t ilo       # interior [ilo, ihi): every tap in bounds
+    Py_ssize_t ihi
+    void* ftag           # per ow: tag of the first in-bounds tap (pool_t)
+    int64_t* fac         # average divisor factors, D then H then W
+    void* dw             # per ow: W divisor factor as the value type
+    bint use_tags        # indices through value-typed tags
+    bint exact_div       # divisors are exact in the value type
+
+
+cdef struct Scratch:
+    # per-thread buffers
+    void** rows          # input row pointers of one window
+    int64_t* rbase       # flat in-plane offset of column 0 of each row
+    void* stage          # staged copies of strided rows
+    void* tg             # tags of one output chunk
+    int64_t* tab         # tap number -> flat offset minus ow*S
+
+
+cdef inline Py_ssize_t _gather_rows(const pool_t* x, const Geo* g,
+                                    Py_ssize_t n, Py_ssize_t c,
+                                    Py_ssize_t od, Py_ssize_t oh,
+                                    const pool_t** rows,
+                                    int64_t* rbase) noexcept nogil:
+    """Collect the in-bounds input rows of window (od, oh), in scan order."""
+    cdef Py_ssize_t kd, kh, id_, ih, nr = 0
+    cdef const pool_t* xp = x + n * g.xs[0] + c * g.xs[1]
+    for kd in range(g.ks[0]):
+        id_ = od * g.st[0] - g.pd[0] + kd * g.dl[0]
+        if id_ < 0 or id_ >= g.isz[0]:
+            continue
+        for kh in range(g.ks[1]):
+            ih = oh * g.st[1] - g.pd[1] + kh * g.dl[1]
+            if ih < 0 or ih >= g.isz[1]:
+                continue
+            rows[nr] = xp + id_ * g.xs[2] + ih * g.xs[3]
+            rbase[nr] = (id_ * g.isz[1] + ih) * g.isz[2]
+            nr += 1
+    return nr
+
+
+cdef inline Py_ssize_t _window_rows(const pool_t* x, const Geo* g,
+                                    Py_ssize_t n, Py_ssize_t c,
+                                    Py_ssize_t od, Py_ssize_t oh,
+                                    Py_ssize_t a, Py_ssize_t b,
+                                    Scratch* sc, Py_ssize_t* w0) noexcept nogil:
+    """In-bounds rows of window (od, oh) for output chunk [a, b), each
+    contiguous along W: ``rows[r][w - w0]`` is input column ``w``.  Rows
+    with a non-unit W stride are staged into scratch first."""
+    cdef const pool_t** rows = <const pool_t**>sc.rows
+    cdef Py_ssize_t nr = _gather_rows(x, g, n, c, od, oh, rows, sc.rbase)
+    cdef Py_ssize_t wlo, whi, r, w, span, ws = g.xs[4]
+    cdef pool_t* dst
+    cdef const pool_t* src
+    w0[0] = 0
+    if ws != 1 and nr > 0:
+        wlo = _imax(a * g.st[2] - g.pd[2], 0)
+        whi = _imin((b - 1) * g.st[2] - g.pd[2] + (g.ks[2] - 1) * g.dl[2] + 1,
+                    g.isz[2])
+        span = whi - wlo
+        if span > 0:
+            for r in range(nr):
+                dst = <pool_t*>sc.stage + r * span
+                src = rows[r]
+                for w in range(span):
+                    dst[w] = src[(wlo + w) * ws]
+                rows[r] = dst
+            w0[0] = wlo
+    return nr
+
+
+cdef inline void _decode(const Geo* g, Py_ssize_t it, Py_ssize_t* n,
+                         Py_ssize_t* c, Py_ssize_t* od, Py_ssize_t* oh0,
+                         Py_ssize_t* oh1, Py_ssize_t* a,
+                         Py_ssize_t* b) noexcept nogil:
+    """Work item -> (n, c, od), output rows [oh0, oh1), columns [a, b)."""
+    cdef Py_ssize_t ch = it % g.nchunk
+    cdef Py_ssize_t bd
+    it = it // g.nchunk
+    bd = it % g.nband
+    it = it // g.nband
+    od[0] = it % g.osz[0]
+    it = it // g.osz[0]
+    c[0] = it % g.C
+    n[0] = it // g.C
+    oh0[0] = bd * g.band
+    oh1[0] = _imin(oh0[0] + g.band, g.osz[1])
+    a[0] = ch * g.chunk
+    b[0] = _imin(a[0] + g.chunk, g.osz[2])
+
+
+cdef int _w_plan(const Geo* g, Plan* pl) noexcept nogil:
+    """Valid output ranges of every W tap, and the interior where all are."""
+    cdef Py_ssize_t kw, off
+    pl.wlo = <Py_ssize_t*>malloc(g.ks[2] * sizeof(Py_ssize_t))
+    pl.whi = <Py_ssize_t*>malloc(g.ks[2] * sizeof(Py_ssize_t))
+    if pl.wlo == NULL or pl.whi == NULL:
+        return -1
+    pl.ilo = 0
+    pl.ihi = g.osz[2]
+    for kw in range(g.ks[2]):
+        off = kw * g.dl[2] - g.pd[2]
+        pl.wlo[kw] = _imin(_imax(0, _ceildiv(-off, g.st[2])), g.osz[2])
+        pl.whi[kw] = _imax(_imin(g.osz[2], _floordiv(g.isz[2] - 1 - off, g.st[2]) + 1),
+                           pl.wlo[kw])
+        pl.ilo = _imax(pl.ilo, pl.wlo[kw])
+        pl.ihi = _imin(pl.ihi, pl.whi[kw])
+    if pl.ihi < pl.ilo:
+        pl.ihi = pl.ilo
+    return 0
+
+
+cdef void _free_plan(Plan* pl) noexcept nogil:
+    free(pl.wlo)
+    free(pl.whi)
+    free(pl.ftag)
+    free(pl.fac)
+    free(pl.dw)
+
+
+cdef char* _scratch(const Geo* g, Py_ssize_t elsize, bint tags, bint staged,
+                    Scratch* layout, Py_ssize_t* per_thread) noexcept nogil:
+    """One block of per-thread scratch, cache-line aligned parts.  The
+    returned ``layout`` holds offsets (as pointers) from a thread's base."""
+    cdef Py_ssize_t nrows = g.ks[0] * g.ks[1]
+    cdef Py_ssize_t span = (g.chunk - 1) * g.st[2] + (g.ks[2] - 1) * g.dl[2] + 1
+    cdef Py_ssize_t off = 0
+    layout.rows = <void**>off
+    off += _lines(nrows * sizeof(void*))
+    layout.rbase = <int64_t*>off
+    off += _lines(nrows * sizeof(int64_t))
+    layout.stage = <void*>off
+    if staged:
+        off += _lines(nrows * span * elsize)
+    layout.tg = <void*>off
+    if tags:
+        off += _lines(g.chunk * elsize)
+    layout.tab = <int64_t*>off
+    if tags:
+        off += _lines(nrows * g.ks[2] * sizeof(int64_t))
+    per_thread[0] = off
+    return <char*>malloc(off * g.nthreads + LINE)
+
+
+cdef inline Py_ssize_t _lines(Py_ssize_t nbytes) noexcept nogil:
+    return (nbytes + LINE - 1) // LINE * LINE
+
+
+cdef inline void _bind(Scratch* sc, const Scratch* layout, char* base) noexcept nogil:
+    sc.rows = <void**>(base + <Py_ssize_t>layout.rows)
+    sc.rbase = <int64_t*>(base + <Py_ssize_t>layout.rbase)
+    sc.stage = <void*>(base + <Py_ssize_t>layout.stage)
+    sc.tg = <void*>(base + <Py_ssize_t>layout.tg)
+    sc.tab = <int64_t*>(base + <Py_ssize_t>layout.tab)
+
+
+# ------------------------------------------------------------ max forward
+
+cdef inline bint _tags_fit(pool_t dummy, Py_ssize_t ntaps) noexcept nogil:
+    """Can every tap number (and the no-tap mark) be held by pool_t?"""
+    if pool_t is float:
+        return ntaps < (1 << 24)
+    elif pool_t is int8_t:
+        return ntaps <= 127
+    elif pool_t is uint8_t:
+        return ntaps <= 255
+    elif pool_t is int16_t:
+        return ntaps <= 32767
+    elif pool_t is uint16_t:
+        return ntaps <= 65535
+    else:
+        return ntaps < (<Py_ssize_t>1 << 31)
+
+
+cdef inline pool_t _notag(pool_t dummy) noexcept nogil:
+    """Tag of a window with no in-bounds tap (maps to index -1)."""
+    if pool_t is uint8_t:
+        return 255
+    elif pool_t is uint16_t:
+        return 65535
+    else:
+        return -1
+
+
+cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
+                          Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
+                          Py_ssize_t b, pool_t* o, int64_t* oi) noexcept nogil:
+    """Max of output columns [a, b) of one output row over the ``nr``
+    gathered input rows."""
+    cdef const pool_t** rows = <const pool_t**>sc.rows
+    cdef pool_t* tg = <pool_t*>sc.tg
+    cdef const pool_t* ftag = <const pool_t*>pl.ftag
+    cdef Py_ssize_t S = g.st[2], Dl = g.dl[2], P = g.pd[2], K = g.ks[2]
+    cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j, t
+    cdef Py_ssize_t ntap = nr * K
+    cdef pool_t low = _lowest(<pool_t>0)
+    cdef bint tags = oi != NULL and pl.use_tags
+    cdef bint direct = oi != NULL and not pl.use_tags
+    for j in range(n):
+        o[j] = low
+    if oi != NULL and nr == 0:
+        for j in range(n):
+            oi[j] = -1
+        return
+    if tags:
+        for j in range(n):
+            tg[j] = ftag[a + j]
+    elif direct:
+        for j in range(n):
+            oi[j] = -1
+            for kw in range(K):
+                if pl.wlo[kw] <= a + j < pl.whi[kw]:
+                    oi[j] = sc.rbase[0] + (a + j) * S - P + kw * Dl
+                    break
+    ia = _imax(a, pl.ilo)
+    ib = _imin(b, pl.ihi)
+    if ib < ia:
+        ib = ia
+    for r in range(nr):
+        # interior columns: every tap in bounds, up to 3 taps per pass
+        if ia < ib and not direct:
+            kw = 0
+            while kw < K:
+                gsz = _imin(3, K - kw)
+                lo = ia * S + kw * Dl - P - w0
+                if tags:
+                    _max_pass_tag(o + (ia - a), tg + (ia - a), rows[r] + lo, S, Dl,
+                                  gsz, ib - ia, <pool_t>(r * K + kw))
+                else:
+                    _max_pass(o + (ia - a), rows[r] + lo, S, Dl, gsz, ib - ia)
+                kw += gsz
+        # border columns (and everything on the int64 path): tap by tap
+        for seg in range(2):
+            if direct:
+                if seg == 1:
+                    break
+                sa = a
+                sb = b
+            elif seg == 0:
+                sa = a
+                sb = ia
+            else:
+                sa = ib
+                sb = b
+            if sa >= sb:
+                continue
+            for kw in range(K):
+                lo = _imax(sa, pl.wlo[kw])
+                hi = _imin(sb, pl.whi[kw])
+                if lo >= hi:
+                    continue
+                if tags:
+                    _max_pass_tag(o + (lo - a), tg + (lo - a),
+                                  rows[r] + (lo * S + kw * Dl - P - w0), S, Dl, 1,
+                                  hi - lo, <pool_t>(r * K + kw))
+                elif direct:
+                    _max_pass_idx(o + (lo - a), oi + (lo - a),
+                                  rows[r] + (lo * S + kw * Dl - P - w0), S, hi - lo,
+                                  sc.rbase[r] + lo * S + kw * Dl - P)
+                else:
+                    _max_pass(o + (lo - a), rows[r] + (lo * S + kw * Dl - P - w0),
+                              S, Dl, 1, hi - lo)
+    if tags:
+        # tap number -> flat index: rbase[row] + kw*Dl - P + ow*S
+        for r in range(nr):
+            for kw in range(K):
+                sc.tab[r * K + kw] = sc.rbase[r] + kw * Dl - P
+        for j in range(n):
+            t = <Py_ssize_t>tg[j]
+            oi[j] = sc.tab[t] + (a + j) * S if <size_t>t < <size_t>ntap else -1
+
+
+cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
+                               const Geo* g, const Plan* pl, Py_ssize_t it,
+                               const Scratch* layout, char* mine) noexcept nogil:
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0
+    cdef pool_t* o
+    cdef int64_t* oi = NULL
+    cdef Scratch scr
+    cdef Scratch* sc = &scr
+    _bind(sc, layout, mine)
+    _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
+    for oh in range(oh0, oh1):
+        o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
+        if idx != NULL:
+            oi = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3] + a
+        nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
+        _max_row(g, pl, sc, nr, w0, a, b, o, oi)
+
+
+cdef int _max_fwd(const pool_t* x, pool_t* out, int64_t* idx,
+                  Geo* g) noexcept nogil:
+    cdef Py_ssize_t nitems = g.N * g.C * g.osz[0] * g.nband * g.nchunk
+    cdef Py_ssize_t it, ow, kw, per_thread
+    cdef Plan pl
+    cdef Scratch layout
+    cdef char* mine
+    cdef char* scratch
+    cdef pool_t* ftag
+    cdef int tid
+    memset(&pl, 0, sizeof(Plan))
+    pl.use_tags = idx != NULL and _tags_fit(<pool_t>0, g.ks[0] * g.ks[1] * g.ks[2])
+    if _w_plan(g, &pl) != 0:
+        _free_plan(&pl)
+        return -1
+    if pl.use_tags:
+        # first in-bounds W tap of every output column (its tag with row 0)
+        ftag = <pool_t*>malloc(g.osz[2] * sizeof(pool_t))
+        pl.ftag = ftag
+        if ftag == NULL:
+            _free_plan(&pl)
+            return -1
+        for ow in range(g.osz[2]):
+            ftag[ow] = _notag(<pool_t>0)
+            for kw in range(g.ks[2]):
+                if pl.wlo[kw] <= ow < pl.whi[kw]:
+                    ftag[ow] = <pool_t>kw
+                    break
+    scratch = _scratch(g, sizeof(pool_t), pl.use_tags, g.xs[4] != 1, &layout,
+                       &per_thread)
+    if scratch == NULL:
+        _free_plan(&pl)
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        mine = scratch + tid * per_thread
+        for it in prange(nitems, schedule='static'):
+            _max_fwd_item(x, out, idx, g, &pl, it, &layout, mine)
+    free(scratch)
+    _free_plan(&pl)
+    return 0
+
+
+# ------------------------------------------------------------ avg forward
+
+cdef inline int64_t _avg_count(Py_ssize_t o, Py_ssize_t k, Py_ssize_t s,
+                               Py_ssize_t p, Py_ssize_t pa, Py_ssize_t L,
+                               bint include_pad) noexcept nogil:
+    """PyTorch's per-dimension divisor factor for output position ``o``.
+
+    The window is clipped to the padded extent [-p, L + pa) (the ceil-mode
+    overhang never counts) and, without ``include_pad``, to [0, L).
+    """
+    cdef Py_ssize_t start = o * s - p
+    cdef Py_ssize_t end = _imin(start + k, L + pa)
+    if include_pad:
+        return end - start
+    return _imin(end, L) - _imax(start, 0)
+
+
+cdef int64_t* _avg_factors(const Geo* g, bint include_pad) noexcept nogil:
+    """Per-dimension divisor factors, D then H then W (NULL if no memory)."""
+    cdef Py_ssize_t i, dim, base = 0
+    cdef int64_t* fac = <int64_t*>malloc(
+        (g.osz[0] + g.osz[1] + g.osz[2]) * sizeof(int64_t))
+    if fac == NULL:
+        return NULL
+    for dim in range(3):
+        for i in range(g.osz[dim]):
+            fac[base + i] = _avg_count(i, g.ks[dim], g.st[dim], g.pd[dim],
+                                       g.pa[dim], g.isz[dim], include_pad)
+        base += g.osz[dim]
+    return fac
+
+
+cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
+                          Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
+                          Py_ssize_t b, Py_ssize_t od, Py_ssize_t oh,
+                          int64_t override, real_t* o) noexcept nogil:
+    cdef const real_t** rows = <const real_t**>sc.rows
+    cdef const real_t* dw = <const real_t*>pl.dw
+    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
+    cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j
+    cdef int64_t fdh
+    cdef real_t dv
+    for j in range(n):
+        o[j] = 0
+    ia = _imax(a, pl.ilo)
+    ib = _imin(b, pl.ihi)
+    if ib < ia:
+        ib = ia
+    for r in range(nr):
+        if ia < ib:
+            kw = 0
+            while kw < K:
+                gsz = _imin(3, K - kw)
+                _sum_pass(o + (ia - a), rows[r] + (ia * S + kw - P - w0), S, gsz,
+                          ib - ia)
+                kw += gsz
+        for seg in range(2):
+            sa = a if seg == 0 else ib
+            sb = ia if seg == 0 else b
+            if sa >= sb:
+                continue
+            for kw in range(K):
+                lo = _imax(sa, pl.wlo[kw])
+                hi = _imin(sb, pl.whi[kw])
+                if lo < hi:
+                    _sum_pass(o + (lo - a), rows[r] + (lo * S + kw - P - w0), S, 1,
+                              hi - lo)
+    if override != 0:
+        dv = <real_t>override
+        for j in range(n):
+            o[j] = o[j] / dv
+    else:
+        fdh = pl.fac[od] * pl.fac[g.osz[0] + oh]
+        if pl.exact_div:
+            # every divisor is below 2**mantissa: the product of the exact
+            # factors equals the converted int64 product
+            dv = <real_t>fdh
+            for j in range(n):
+                o[j] = o[j] / (dv * dw[a + j])
+        else:
+            for j in range(n):
+                o[j] = o[j] / <real_t>(fdh * fw[a + j])
+
+
+cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
+                               const Plan* pl, Py_ssize_t it,
+                               const Scratch* layout, char* mine,
+                               int64_t override) noexcept nogil:
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0
+    cdef real_t* o
+    cdef Scratch scr
+    cdef Scratch* sc = &scr
+    _bind(sc, layout, mine)
+    _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
+    for oh in range(oh0, oh1):
+        o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
+        nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
+        _avg_row(g, pl, sc, nr, w0, a, b, od, oh, override, o)
+
+
+cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
+                  int64_t override) noexcept nogil:
+    cdef Py_ssize_t nitems = g.N * g.C * g.osz[0] * g.nband * g.nchunk
+    cdef Py_ssize_t it, ow, per_thread
+    cdef Plan pl
+    cdef Scratch layout
+    cdef char* mine
+    cdef char* scratch
+    cdef real_t* dw
+    cdef int tid
+    memset(&pl, 0, sizeof(Plan))
+    if _w_plan(g, &pl) != 0:
+        _free_plan(&pl)
+        return -1
+    pl.fac = _avg_factors(g, include_pad)
+    dw = <real_t*>malloc(g.osz[2] * sizeof(real_t))
+    pl.dw = dw
+    if pl.fac == NULL or dw == NULL:
+        _free_plan(&pl)
+        return -1
+    for ow in range(g.osz[2]):
+        dw[ow] = <real_t>pl.fac[g.osz[0] + g.osz[1] + ow]
+    if real_t is float:
+        pl.exact_div = g.ks[0] * g.ks[1] * g.ks[2] < (1 << 24)
+    else:
+        pl.exact_div = g.ks[0] * g.ks[1] * g.ks[2] < (<int64_t>1 << 53)
+    scratch = _scratch(g, sizeof(real_t), False, g.xs[4] != 1, &layout, &per_thread)
+    if scratch == NULL:
+        _free_plan(&pl)
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        mine = scratch + tid * per_thread
+        for it in prange(nitems, schedule='static'):
+            _avg_fwd_item(x, out, g, &pl, it, &layout, mine, override)
+    free(scratch)
+    _free_plan(&pl)
+    return 0
+
+
+# ----------------------------------------------------------- max backward
+# Plane-owned scatter: each work item owns one whole (n, c) input-gradient
+# plane, zeroes it and adds every output gradient into the slot its index
+# names, in C order (deterministic, no races, PyTorch's accumulation order).
+
+cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
+                                real_t* gi, const Geo* g, Py_ssize_t it,
+                                int* bad) noexcept nogil:
+    cdef Py_ssize_t n = it // g.C, c = it % g.C
+    cdef Py_ssize_t od, oh, ow, P = g.isz[0] * g.isz[1] * g.isz[2]
+    cdef Py_ssize_t e = g.xs[4]
+    cdef const real_t* gorow
+    cdef const int64_t* irow
+    cdef real_t* gp = gi + n * g.xs[0] + c * g.xs[1]
+    cdef int64_t i
+    if e == 1:
+        memset(gp, 0, P * sizeof(real_t))
+    else:
+        for i in range(P):
+            gp[i * e] = 0
+    for od in range(g.osz[0]):
+        for oh in range(g.osz[1]):
+            gorow = go + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+            irow = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3]
+            for ow in range(g.osz[2]):
+                i = irow[ow * g.js[4]]
+                if <uint64_t>i < <uint64_t>P:
+                    gp[i * e] += gorow[ow * g.os[4]]
+                elif i != -1:
+                    bad[0] = 1
+
+
+cdef int _max_bwd(const real_t* go, const int64_t* idx, real_t* gi,
+                  Geo* g) noexcept nogil:
+    cdef Py_ssize_t it, nitems = g.N * g.C
+    cdef int* bad
+    cdef int tid, anybad = 0
+    cdef Py_ssize_t slot = LINE // sizeof(int)
+    bad = <int*>malloc(g.nthreads * LINE)
+    if bad == NULL:
+        return -1
+    for tid in range(g.nthreads):
+        bad[tid * slot] = 0
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        for it in prange(nitems, schedule='static'):
+            _max_bwd_plane(go, idx, gi, g, it, bad + tid * slot)
+    for tid in range(g.nthreads):
+        anybad = anybad | bad[tid * slot]
+    free(bad)
+    return -2 if anybad else 0
+
+
+# ----------------------------------------------------------- avg backward
+# Gather by input row: each work item owns a chunk of one input-gradient row
+# and adds the contributions of every output window that covers it, so no two
+# threads ever write the same element.
+
+cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
+                               Py_ssize_t it, real_t* gbuf, real_t* rowbuf,
+                               const int64_t* fd, const int64_t* fh,
+                               const int64_t* fw, int64_t override) noexcept nogil:
+    # here the chunk runs over input columns; g.xs are grad_input strides and
+    # g.os grad_output strides
+    cdef Py_ssize_t ch = it % g.nchunk
+    cdef Py_ssize_t ih, id_, c, n, a, b, od, oh, odlo, odhi, ohlo, ohhi
+    cdef Py_ssize_t owlo, owhi, kw, off, lo, hi, j, ow
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
+    cdef const real_t* gorow
+    cdef real_t* dst
+    cdef real_t dv
+    cdef int64_t fdh
+    it = it // g.nchunk
+    ih = it % g.isz[1]
+    it = it // g.isz[1]
+    id_ = it % g.isz[0]
+    it = it // g.isz[0]
+    c = it % g.C
+    n = it // g.C
+    a = ch * g.chunk
+    b = _imin(a + g.chunk, g.isz[2])
+    if g.xs[4] == 1:
+        dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3] + a
+    else:
+        dst = rowbuf
+    for j in range(b - a):
+        dst[j] = 0
+    # output windows covering input row (id_, ih): o*S - P <= i <= o*S - P + K - 1
+    odlo = _imax(0, _ceildiv(id_ + g.pd[0] - g.ks[0] + 1, g.st[0]))
+    odhi = _imin(g.osz[0] - 1, _floordiv(id_ + g.pd[0], g.st[0]))
+    ohlo = _imax(0, _ceildiv(ih + g.pd[1] - g.ks[1] + 1, g.st[1]))
+    ohhi = _imin(g.osz[1] - 1, _floordiv(ih + g.pd[1], g.st[1]))
+    # output columns whose windows touch input columns [a, b)
+    owlo = _imax(0, _ceildiv(a + P - K + 1, S))
+    owhi = _imin(g.osz[2] - 1, _floordiv(b - 1 + P, S))
+    if owhi < owlo:
+        owhi = owlo - 1
+    for od in range(odlo, odhi + 1):
+        for oh in range(ohlo, ohhi + 1):
+            gorow = go + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+            if override != 0:
+                dv = <real_t>override
+                for ow in range(owlo, owhi + 1):
+                    gbuf[ow - owlo] = gorow[ow * g.os[4]] / dv
+            else:
+                fdh = fd[od] * fh[oh]
+                for ow in range(owlo, owhi + 1):
+                    gbuf[ow - owlo] = gorow[ow * g.os[4]] / <real_t>(fdh * fw[ow])
+            for kw in range(K):
+                off = kw - P
+                # ow with a <= ow*S + off < b
+                lo = _imax(owlo, _ceildiv(a - off, S))
+                hi = _imin(owhi + 1, _floordiv(b - 1 - off, S) + 1)
+                if lo >= hi:
+                    continue
+                if S == 1:
+                    for j in range(hi - lo):
+                        dst[lo + off - a + j] += gbuf[lo - owlo + j]
+                elif S == 2:
+                    for j in range(hi - lo):
+                        dst[lo * 2 + off - a + 2 * j] += gbuf[lo - owlo + j]
+                else:
+                    for j in range(hi - lo):
+                        dst[lo * S + off - a + j * S] += gbuf[lo - owlo + j]
+    if g.xs[4] != 1:
+        dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3]
+        for j in range(b - a):
+            dst[(a + j) * g.xs[4]] = rowbuf[j]
+
+
+cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
+                  int64_t override) noexcept nogil:
+    cdef Py_ssize_t nitems = g.N * g.C * g.isz[0] * g.isz[1] * g.nchunk
+    cdef Py_ssize_t it, per_thread, row_off
+    cdef char* scratch
+    cdef int64_t* fac
+    cdef int tid
+    # gbuf holds the covering output columns of one chunk, rowbuf one chunk
+    row_off = _lines(((g.chunk + g.ks[2]) // g.st[2] + 2) * sizeof(real_t))
+    per_thread = row_off + _lines(g.chunk * sizeof(real_t))
+    scratch = <char*>malloc(per_thread * g.nthreads + LINE)
+    fac = _avg_factors(g, include_pad)
+    if scratch == NULL or fac == NULL:
+        free(scratch)
+        free(fac)
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        for it in prange(nitems, schedule='static'):
+            _avg_bwd_item(go, gi, g, it, <real_t*>(scratch + tid * per_thread),
+                          <real_t*>(scratch + tid * per_thread + row_off),
+                          fac, fac + g.osz[0], fac + g.osz[0] + g.osz[1], override)
+    free(scratch)
+    free(fac)
+    return 0
+
+
+# ------------------------------------------------------- Python interface
+
+cdef int _check5(cnp.ndarray a, int typenum, str name, Py_ssize_t* strides) except -1:
+    """Rank, dtype and element strides of one 5-d operand."""
+    cdef int i
+    cdef Py_ssize_t item
+    if cnp.PyArray_NDIM(a) != 5:
+        raise ValueError(f"{name} must be 5-d")
+    if typenum >= 0 and cnp.PyArray_TYPE(a) != typenum:
+        raise TypeError(f"{name} has dtype {a.dtype}, expected {cnp.PyArray_DescrFromType(typenum)}")
+    item = cnp.PyArray_ITEMSIZE(a)
+    for i in range(5):
+        if cnp.PyArray_STRIDES(a)[i] % item != 0:
+            raise ValueError(f"{name} strides must be multiples of its item size")
+        strides[i] = cnp.PyArray_STRIDES(a)[i] // item
+    return 0
+
+
+cdef int _check_writable(cnp.ndarray a, str name) except -1:
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name} is read-only")
+    return 0
+
+
+cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int i
+    for i in range(5):
+        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
+            return False
+    return True
+
+
+cdef int _fill_geo(Geo* g, cnp.ndarray inp, cnp.ndarray outp, tuple kernel,
+                   tuple stride, tuple dilation, tuple pad,
+                   tuple pad_after) except -1:
+    """Sizes from the two arrays, window from the tuples (3 entries each)."""
+    cdef int i
+    cdef cnp.npy_intp* di = cnp.PyArray_DIMS(inp)
+    cdef cnp.npy_intp* do = cnp.PyArray_DIMS(outp)
+    if (len(kernel) != 3 or len(stride) != 3 or len(dilation) != 3
+            or len(pad) != 3 or len(pad_after) != 3):
+        raise ValueError("kernel, stride, dilation and pad must have 3 entries")
+    g.N = di[0]
+    g.C = di[1]
+    if do[0] != g.N or do[1] != g.C:
+        raise ValueError("batch/channel sizes of input and output differ")
+    for i in range(3):
+        g.isz[i] = di[2 + i]
+        g.osz[i] = do[2 + i]
+        g.ks[i] = kernel[i]
+        g.st[i] = stride[i]
+        g.dl[i] = dilation[i]
+        g.pd[i] = pad[i]
+        g.pa[i] = pad_after[i]
+        if (g.ks[i] < 1 or g.st[i] < 1 or g.dl[i] < 1 or g.pd[i] < 0
+                or g.pa[i] < 0):
+            raise ValueError("invalid window geometry")
+        if g.isz[i] < 1 or g.osz[i] < 1:
+            raise ValueError("spatial sizes must be positive")
+    g.chunk = 1
+    g.nchunk = 1
+    return 0
+
+
+cdef void _split(Geo* g, Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t length,
+                 int nthreads, Py_ssize_t work) noexcept:
+    """Work items: ``outer`` independent groups of ``rows`` rows of ``length``
+    positions each.  Whole groups are the items while there are enough of
+    them (at least 4 per thread); otherwise groups are cut into bands of rows,
+    and rows into chunks, so that N=1 inputs still feed every thread.  Small
+    calls (``work`` below PARALLEL_MIN_WORK) run on the calling thread."""
+    cdef Py_ssize_t want = 4 * nthreads if nthreads > 1 else 1
+    cdef Py_ssize_t nb, nc, items
+    g.band = rows if rows > 0 else 1
+    g.chunk = length if length > 0 else 1
+    if outer < want and rows > 1:
+        nb = _imin(rows, (want + outer - 1) // _imax(outer, 1))
+        g.band = (rows + nb - 1) // nb
+    g.nband = (rows + g.band - 1) // g.band if rows > 0 else 1
+    if outer * g.nband < want and length > 64:
+        nc = (want + outer * g.nband - 1) // _imax(outer * g.nband, 1)
+        g.chunk = _imax(64, (length + nc - 1) // nc)
+    g.chunk = _imax(_imin(g.chunk, MAX_CHUNK), 1)
+    g.nchunk = (length + g.chunk - 1) // g.chunk if length > 0 else 1
+    items = outer * g.nband * g.nchunk
+    g.nthreads = <int>_imax(1, _imin(nthreads, items))
+    g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
+
+
+cdef int _raise_rc(int rc, str what, object dtype) except -1:
+    if rc == -1:
+        raise MemoryError()
+    if rc == -3:
+        raise TypeError(f"{what} does not support dtype {dtype}")
+    return 0
+
+
+def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
+                     cnp.ndarray idx, tuple kernel, tuple stride,
+                     tuple dilation, tuple pad, int nthreads):
+    """Fill ``out`` (and ``idx`` unless None) with the max pooling of ``x``.
+
+    All arrays are 5-d ``(N, C, D, H, W)``; ``out`` and ``idx`` must be
+    contiguous along W.
+    """
+    cdef Geo g
+    cdef int rc = 0
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef int64_t* ip = NULL
+    cdef const void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    _fill_geo(&g, x, out, kernel, stride, dilation, pad, pad)
+    _check5(x, -1, "x", g.xs)
+    _check5(out, typenum, "out", g.os)
+    _check_writable(out, "out")
+    if g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
+        raise ValueError("out must be contiguous along the last axis")
+    if idx is not None:
+        _check5(idx, cnp.NPY_INT64, "idx", g.js)
+        _check_writable(idx, "idx")
+        if not _same_shape(idx, out):
+            raise ValueError("idx must have the output's shape")
+        if g.js[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
+            raise ValueError("idx must be contiguous along the last axis")
+        ip = <int64_t*>cnp.PyArray_DATA(idx)
+    if g.N * g.C == 0:
+        return
+    _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
+           g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2])
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = _max_fwd(<const float*>xp, <float*>op, ip, &g)
+        elif typenum == cnp.NPY_FLOAT64:
+            rc = _max_fwd(<const double*>xp, <double*>op, ip, &g)
+        elif typenum == cnp.NPY_INT8:
+            rc = _max_fwd(<const int8_t*>xp, <int8_t*>op, ip, &g)
+        elif typenum == cnp.NPY_UINT8:
+            rc = _max_fwd(<const uint8_t*>xp, <uint8_t*>op, ip, &g)
+        elif typenum == cnp.NPY_INT16:
+            rc = _max_fwd(<const int16_t*>xp, <int16_t*>op, ip, &g)
+        elif typenum == cnp.NPY_UINT16:
+            rc = _max_fwd(<const uint16_t*>xp, <uint16_t*>op, ip, &g)
+        elif typenum == cnp.NPY_INT32:
+            rc = _max_fwd(<const int32_t*>xp, <int32_t*>op, ip, &g)
+        elif typenum == cnp.NPY_INT64:
+            rc = _max_fwd(<const int64_t*>xp, <int64_t*>op, ip, &g)
+        else:
+            rc = -3
+    _raise_rc(rc, "max pooling", x.dtype)
+
+
+def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
+                     tuple kernel, tuple stride, tuple pad, tuple pad_after,
+                     bint count_include_pad, int64_t divisor_override,
+                     int nthreads):
+    """Fill ``out`` with the average pooling of ``x`` (float32/float64).
+
+    ``divisor_override`` 0 means none.
+    """
+    cdef Geo g
+    cdef int rc = 0
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef const void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    _fill_geo(&g, x, out, kernel, stride, (1, 1, 1), pad, pad_after)
+    _check5(x, -1, "x", g.xs)
+    _check5(out, typenum, "out", g.os)
+    _check_writable(out, "out")
+    if g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
+        raise ValueError("out must be contiguous along the last axis")
+    if g.N * g.C == 0:
+        return
+    _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
+           g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2])
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = _avg_fwd(<const float*>xp, <float*>op, &g, count_include_pad,
+                          divisor_override)
+        elif typenum == cnp.NPY_FLOAT64:
+            rc = _avg_fwd(<const double*>xp, <double*>op, &g, count_include_pad,
+                          divisor_override)
+        else:
+            rc = -3
+    _raise_rc(rc, "average pooling", x.dtype)
+
+
+def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
+                      cnp.ndarray grad_in not None, int nthreads):
+    """Scatter ``grad_out`` into ``grad_in`` (zeroed here) through ``idx``.
+
+    Returns False when some index lies outside its plane (it is skipped; the
+    caller raises).  ``grad_in`` must hold each (n, c) plane with uniform
+    spatial strides (true of both contiguous layouts).
+    """
+    cdef Geo g
+    cdef int rc = 0
+    cdef int typenum = cnp.PyArray_TYPE(grad_out)
+    cdef const void* gop = cnp.PyArray_DATA(grad_out)
+    cdef void* gip = cnp.PyArray_DATA(grad_in)
+    cdef const int64_t* ip = <const int64_t*>cnp.PyArray_DATA(idx)
+    _fill_geo(&g, grad_in, grad_out, (1, 1, 1), (1, 1, 1), (1, 1, 1), (0, 0, 0),
+              (0, 0, 0))
+    _check5(grad_out, -1, "grad_out", g.os)
+    _check5(grad_in, typenum, "grad_in", g.xs)
+    _check_writable(grad_in, "grad_in")
+    _check5(idx, cnp.NPY_INT64, "idx", g.js)
+    if not _same_shape(idx, grad_out):
+        raise ValueError("idx must have grad_out's shape")
+    if g.N * g.C == 0:
+        return True
+    if g.isz[0] * g.isz[1] * g.isz[2] > 1 and (
+            g.xs[4] < 1
+            or (g.isz[1] > 1 and g.xs[3] != g.isz[2] * g.xs[4])
+            or (g.isz[0] > 1 and g.xs[2] != g.isz[1] * g.isz[2] * g.xs[4])):
+        raise ValueError("grad_in planes must have uniform positive strides")
+    if g.xs[4] < 1:
+        g.xs[4] = 1
+    _split(&g, g.N * g.C, 1, 1, nthreads,
+           g.N * g.C * (g.osz[0] * g.osz[1] * g.osz[2] + g.isz[0] * g.isz[1] * g.isz[2]))
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = _max_bwd(<const float*>gop, ip, <float*>gip, &g)
+        elif typenum == cnp.NPY_FLOAT64:
+            rc = _max_bwd(<const double*>gop, ip, <double*>gip, &g)
+        else:
+            rc = -3
+    _raise_rc(rc, "max pooling backward", grad_out.dtype)
+    return rc == 0
+
+
+def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not None,
+                      tuple kernel, tuple stride, tuple pad, tuple pad_after,
+                      bint count_include_pad, int64_t divisor_override,
+                      int nthreads):
+    """Fill ``grad_in`` with the gradient of average pooling."""
+    cdef Geo g
+    cdef int rc = 0
+    cdef int typenum = cnp.PyArray_TYPE(grad_out)
+    cdef const void* gop = cnp.PyArray_DATA(grad_out)
+    cdef void* gip = cnp.PyArray_DATA(grad_in)
+    _fill_geo(&g, grad_in, grad_out, kernel, stride, (1, 1, 1), pad, pad_after)
+    _check5(grad_out, -1, "grad_out", g.os)
+    _check5(grad_in, typenum, "grad_in", g.xs)
+    _check_writable(grad_in, "grad_in")
+    if g.N * g.C == 0:
+        return
+    # items are input rows (and chunks of them)
+    _split(&g, g.N * g.C * g.isz[0] * g.isz[1], 1, g.isz[2], nthreads,
+           g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * g.ks[0] * g.ks[1] * g.ks[2])
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = _avg_bwd(<const float*>gop, <float*>gip, &g, count_include_pad,
+                          divisor_override)
+        elif typenum == cnp.NPY_FLOAT64:
+            rc = _avg_bwd(<const double*>gop, <double*>gip, &g, count_include_pad,
+                          divisor_override)
+        else:
+            rc = -3
+    _raise_rc(rc, "average pooling backward", grad_out.dtype)
