@@ -134,10 +134,11 @@ def avg_pool(x, geom, out, count_include_pad, divisor_override):
     pads = _padded_layout(geom)
     xp = np.pad(x, [(0, 0), (0, 0)] + pads)
     total = np.zeros(x.shape[:2] + geom.out_size, dtype=x.dtype)
-    for _, sl in _taps(geom):
-        total += xp[(slice(None), slice(None)) + sl]
-    div = _divisor(geom, count_include_pad, divisor_override)
-    out[...] = total / div.astype(x.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in torch
+        for _, sl in _taps(geom):
+            total += xp[(slice(None), slice(None)) + sl]
+        div = _divisor(geom, count_include_pad, divisor_override)
+        out[...] = total / div.astype(x.dtype)
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
@@ -146,10 +147,11 @@ def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
     element of its window; padding positions are dropped."""
     pads = _padded_layout(geom)
     div = _divisor(geom, count_include_pad, divisor_override)
-    g = grad_output / div.astype(grad_output.dtype)
     padded = tuple(b + L + a for (b, a), L in zip(pads, geom.in_size))
     acc = np.zeros(grad_output.shape[:2] + padded, dtype=grad_output.dtype)
-    for _, sl in _taps(geom):
-        acc[(slice(None), slice(None)) + sl] += g
+    with np.errstate(invalid="ignore", over="ignore"):
+        g = grad_output / div.astype(grad_output.dtype)
+        for _, sl in _taps(geom):
+            acc[(slice(None), slice(None)) + sl] += g
     inner = tuple(slice(b, b + L) for (b, _), L in zip(pads, geom.in_size))
     grad_input[...] = acc[(slice(None), slice(None)) + inner]

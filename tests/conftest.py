@@ -1,0 +1,35 @@
+"""Shared test configuration: hypothesis profiles and backend fixtures."""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import cypool
+
+# "default": random, for development and CI; "repro": derandomised with no
+# example database, for wheel tests and for reproducing a CI failure.
+settings.register_profile(
+    "default", max_examples=300, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "repro", parent=settings.get_profile("default"), derandomize=True, database=None,
+)
+settings.register_profile(
+    "thorough", parent=settings.get_profile("default"), max_examples=1500,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+HAS_COMPILED = "compiled" in cypool.available_backends()
+
+requires_compiled = pytest.mark.skipif(
+    not HAS_COMPILED, reason="the compiled extension is not available"
+)
+
+
+@pytest.fixture(params=cypool.available_backends())
+def each_backend(request):
+    """Run the test once under every backend that can load."""
+    with cypool.backend(request.param):
+        yield request.param

@@ -1,0 +1,143 @@
+"""The compiled backend against the reference backend (the oracle).
+
+Max pooling must agree bit for bit (values, NaN payloads included, and
+indices), and so must its backward (same accumulation order).  Average
+pooling must agree within float rounding.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cypool
+from cases import FLOATS, cases, grad_like, random_values, with_layout
+from conftest import requires_compiled
+
+pytestmark = requires_compiled
+
+
+def _run(backend, fn, *args, **kwargs):
+    with cypool.backend(backend):
+        return fn(*args, **kwargs)
+
+
+def _both(fn, *args, **kwargs):
+    return (_run("reference", fn, *args, **kwargs),
+            _run("compiled", fn, *args, **kwargs))
+
+
+def assert_bits_equal(a, b):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    if a.dtype.kind == "f":
+        a = a.view(np.uint32 if a.itemsize == 4 else np.uint64)
+        b = b.view(a.dtype)
+    np.testing.assert_array_equal(a, b)
+
+
+def _rtol(dtype):
+    return 2e-6 if np.dtype(dtype) == np.float32 else 1e-13
+
+
+@given(cases())
+def test_max_pool_forward(case):
+    f = getattr(cypool, f"max_pool{case.nd}d")
+    (ref, ref_idx), (got, got_idx) = _both(f, case.x, *case.max_args(), return_indices=True)
+    assert_bits_equal(ref, got)
+    np.testing.assert_array_equal(ref_idx, got_idx)
+    assert got.flags.c_contiguous and got_idx.dtype == np.int64
+    # the path without indices gives the same values
+    assert_bits_equal(got, _run("compiled", f, case.x, *case.max_args()))
+
+
+@given(cases(dtypes=FLOATS), st.integers(0, 2**32 - 1))
+def test_max_pool_backward(case, seed):
+    f = getattr(cypool, f"max_pool{case.nd}d")
+    b = getattr(cypool, f"max_pool{case.nd}d_backward")
+    out, idx = _run("reference", f, case.x, *case.max_args(), return_indices=True)
+    g = grad_like(np.random.default_rng(seed), out.shape, out.dtype)
+    ref, got = _both(b, g, idx, case.x.shape, *case.max_args())
+    assert_bits_equal(ref, got)
+
+
+@given(cases(dtypes=FLOATS, dilation=False))
+def test_avg_pool_forward(case):
+    f = getattr(cypool, f"avg_pool{case.nd}d")
+    for include_pad in (True, False):
+        ref, got = _both(f, case.x, *case.avg_args(), count_include_pad=include_pad)
+        np.testing.assert_allclose(got, ref, rtol=_rtol(case.x.dtype), atol=0)
+        assert got.dtype == case.x.dtype and got.flags.c_contiguous
+
+
+@given(cases(dtypes=FLOATS, dilation=False, special=False),
+       st.sampled_from([None, 1, 3, -2, 7]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_avg_pool_backward(case, divisor, include_pad, seed):
+    f = getattr(cypool, f"avg_pool{case.nd}d")
+    b = getattr(cypool, f"avg_pool{case.nd}d_backward")
+    out = _run("reference", f, case.x, *case.avg_args(), include_pad, divisor)
+    g = grad_like(np.random.default_rng(seed), out.shape, out.dtype)
+    ref, got = _both(b, g, case.x.shape, *case.avg_args(), include_pad, divisor)
+    np.testing.assert_allclose(got, ref, rtol=_rtol(g.dtype), atol=1e-6 if g.dtype == np.float32 else 1e-13)
+
+
+@given(cases(dtypes=FLOATS, dilation=False), st.sampled_from([1, 2, 3, -2, 9]))
+def test_avg_pool_divisor_override(case, divisor):
+    f = getattr(cypool, f"avg_pool{case.nd}d")
+    ref, got = _both(f, case.x, *case.avg_args(), divisor_override=divisor)
+    np.testing.assert_allclose(got, ref, rtol=_rtol(case.x.dtype), atol=0)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+@pytest.mark.parametrize("shape,kernel,stride,padding", [
+    ((1, 1, 300, 257), 3, 2, 1),       # N = C = 1: rows are split across threads
+    ((2, 3, 65, 70), (2, 3), (2, 1), (1, 0)),
+    ((1, 1, 5000), 4, 3, 2),            # one long 1-d row: split into chunks
+    ((2, 2, 9, 40, 33), 3, 2, 1),
+])
+def test_parallel_splits_agree(nthreads, shape, kernel, stride, padding):
+    """Work split over rows and chunks (N=1 inputs) gives the oracle's result."""
+    rng = np.random.default_rng(0)
+    x = random_values(rng, shape, np.float32)
+    nd = len(shape) - 2
+    mp = getattr(cypool, f"max_pool{nd}d")
+    ap = getattr(cypool, f"avg_pool{nd}d")
+    ab = getattr(cypool, f"avg_pool{nd}d_backward")
+    mb = getattr(cypool, f"max_pool{nd}d_backward")
+    ref_out, ref_idx = _run("reference", mp, x, kernel, stride, padding, return_indices=True)
+    ref_avg = _run("reference", ap, x, kernel, stride, padding, ceil_mode=True)
+    g = rng.standard_normal(ref_avg.shape).astype(np.float32)
+    gm = rng.standard_normal(ref_out.shape).astype(np.float32)
+    ref_ab = _run("reference", ab, g, x.shape, kernel, stride, padding, ceil_mode=True)
+    ref_mb = _run("reference", mb, gm, ref_idx, x.shape, kernel, stride, padding)
+    with cypool.num_threads(nthreads):
+        out, idx = _run("compiled", mp, x, kernel, stride, padding, return_indices=True)
+        avg = _run("compiled", ap, x, kernel, stride, padding, ceil_mode=True)
+        gab = _run("compiled", ab, g, x.shape, kernel, stride, padding, ceil_mode=True)
+        gmb = _run("compiled", mb, gm, idx, x.shape, kernel, stride, padding)
+    assert_bits_equal(ref_out, out)
+    np.testing.assert_array_equal(ref_idx, idx)
+    np.testing.assert_allclose(avg, ref_avg, rtol=2e-6)
+    np.testing.assert_allclose(gab, ref_ab, rtol=2e-6, atol=1e-6)
+    assert_bits_equal(ref_mb, gmb)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
+def test_big_kernels_beyond_small_dtype_tags(dtype):
+    """Kernels with more taps than a small dtype can count (int64 index path)."""
+    rng = np.random.default_rng(1)
+    x = random_values(rng, (2, 2, 40, 300), dtype)
+    for kernel in [(16, 17), (1, 257), (3, 100)]:
+        ref, got = _both(cypool.max_pool2d, x, kernel, (3, 5), 0, 1, True, True)
+        assert_bits_equal(ref[0], got[0])
+        np.testing.assert_array_equal(ref[1], got[1])
+
+
+@settings(max_examples=60)
+@given(cases(dtypes=(np.float32,), layouts=("C",)), st.sampled_from(["step", "reversed", "F"]))
+def test_layouts_do_not_change_results(case, layout):
+    """A strided view gives exactly the contiguous array's result."""
+    f = getattr(cypool, f"max_pool{case.nd}d")
+    a = _run("compiled", f, case.x, *case.max_args(), return_indices=True)
+    b = _run("compiled", f, with_layout(case.x, layout), *case.max_args(), return_indices=True)
+    assert_bits_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
