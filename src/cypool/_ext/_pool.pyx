@@ -157,126 +157,240 @@ cdef inline bint _takes(pool_t v, pool_t m) noexcept nogil:
 # output row.  Where a dtype cannot hold every tap number of the kernel
 # (8/16-bit integers with huge kernels) the int64 single-tap path runs.
 
-cdef inline pool_t _mx(pool_t v, pool_t m) noexcept nogil:
-    return v if _takes(v, m) else m
+# Two modes: _Exact applies PyTorch's rule literally (compare, NaN test,
+# blend); _Fast assumes no NaN, so the select is a plain ``v > m ? v : m``
+# (one max instruction, exact for ties and signed zeros), and it detects NaN
+# cheaply by also summing the taps of each output: a NaN input makes the sum
+# NaN.  (So can inf + -inf or an overflow: harmless false alarms.)  A row
+# whose fast pass raised the alarm is recomputed in exact mode, so results
+# never depend on the mode.
+
+cdef struct _Fast:
+    char unused
+
+cdef struct _Exact:
+    char unused
+
+ctypedef fused mode_t:
+    _Fast
+    _Exact
 
 
-cdef inline void _mt(pool_t v, pool_t tv, pool_t* m, pool_t* t) noexcept nogil:
-    cdef bint take = _takes(v, m[0])
+cdef inline bint _isnan(pool_t v) noexcept nogil:
+    if pool_t is float or pool_t is double:
+        return v != v
+    else:
+        return 0
+
+
+cdef inline void _sel(mode_t* mode, pool_t v, pool_t* m, pool_t* s) noexcept nogil:
+    """m = PyTorch's max update of m by v; s accumulates v (fast, floats)."""
+    if mode_t is _Fast:
+        if pool_t is float or pool_t is double:
+            s[0] = s[0] + v
+        m[0] = v if v > m[0] else m[0]
+    else:
+        m[0] = v if _takes(v, m[0]) else m[0]
+
+
+cdef inline void _sel_tag(mode_t* mode, pool_t v, pool_t tv, pool_t* m, pool_t* t,
+                          pool_t* s) noexcept nogil:
+    cdef bint take
+    if mode_t is _Fast:
+        if pool_t is float or pool_t is double:
+            s[0] = s[0] + v
+        take = v > m[0]
+    else:
+        take = _takes(v, m[0])
     m[0] = v if take else m[0]
     t[0] = tv if take else t[0]
 
 
-cdef inline void _max_pass(pool_t* o, const pool_t* src, Py_ssize_t S,
-                           Py_ssize_t Dl, Py_ssize_t gsz,
-                           Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef const pool_t* s1
-    cdef const pool_t* s2
-    if gsz == 1:
-        if S == 1:
-            for j in range(n):
-                o[j] = _mx(src[j], o[j])
-        elif S == 2:
-            for j in range(n):
-                o[j] = _mx(src[2 * j], o[j])
-        else:
-            for j in range(n):
-                o[j] = _mx(src[j * S], o[j])
-    elif gsz == 2:
-        s1 = src + Dl
-        if S == 1:
-            for j in range(n):
-                o[j] = _mx(s1[j], _mx(src[j], o[j]))
-        elif S == 2:
-            for j in range(n):
-                o[j] = _mx(s1[2 * j], _mx(src[2 * j], o[j]))
-        else:
-            for j in range(n):
-                o[j] = _mx(s1[j * S], _mx(src[j * S], o[j]))
+cdef inline bint _alarm(mode_t* mode, pool_t s) noexcept nogil:
+    """The NaN alarm of one output's tap sum (fast mode, floats)."""
+    if mode_t is _Fast:
+        return _isnan(s)
     else:
-        s1 = src + Dl
-        s2 = src + 2 * Dl
-        if S == 1:
+        return 0
+
+
+cdef inline bint _max_pass(mode_t* mode, pool_t* o, const pool_t* src,
+                           Py_ssize_t S, Py_ssize_t gsz,
+                           Py_ssize_t n) noexcept nogil:
+    """Taps ``src[j*S + i]``, i < gsz (consecutive: dilation 1), applied in
+    order to ``o[j]``; gsz > 1 only for S 1 or 2.  Returns the NaN alarm."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    if S == 2:
+        if gsz == 1:
             for j in range(n):
-                o[j] = _mx(s2[j], _mx(s1[j], _mx(src[j], o[j])))
-        elif S == 2:
+                m = o[j]; sm = 0
+                _sel(mode, src[2 * j], &m, &sm)
+                o[j] = m
+                nf = nf | _alarm(mode, sm)
+        elif gsz == 2:
             for j in range(n):
-                o[j] = _mx(s2[2 * j], _mx(s1[2 * j], _mx(src[2 * j], o[j])))
+                m = o[j]; sm = 0
+                _sel(mode, src[2 * j], &m, &sm)
+                _sel(mode, src[2 * j + 1], &m, &sm)
+                o[j] = m
+                nf = nf | _alarm(mode, sm)
         else:
             for j in range(n):
-                o[j] = _mx(s2[j * S], _mx(s1[j * S], _mx(src[j * S], o[j])))
+                m = o[j]; sm = 0
+                _sel(mode, src[2 * j], &m, &sm)
+                _sel(mode, src[2 * j + 1], &m, &sm)
+                _sel(mode, src[2 * j + 2], &m, &sm)
+                o[j] = m
+                nf = nf | _alarm(mode, sm)
+    elif S == 1:
+        if gsz == 1:
+            for j in range(n):
+                m = o[j]; sm = 0
+                _sel(mode, src[j], &m, &sm)
+                o[j] = m
+                nf = nf | _alarm(mode, sm)
+        elif gsz == 2:
+            for j in range(n):
+                m = o[j]; sm = 0
+                _sel(mode, src[j], &m, &sm)
+                _sel(mode, src[j + 1], &m, &sm)
+                o[j] = m
+                nf = nf | _alarm(mode, sm)
+        else:
+            for j in range(n):
+                m = o[j]; sm = 0
+                _sel(mode, src[j], &m, &sm)
+                _sel(mode, src[j + 1], &m, &sm)
+                _sel(mode, src[j + 2], &m, &sm)
+                o[j] = m
+                nf = nf | _alarm(mode, sm)
+    else:
+        for j in range(n):
+            m = o[j]; sm = 0
+            _sel(mode, src[j * S], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    return nf
 
 
-cdef inline void _max_pass_tag(pool_t* o, pool_t* tg, const pool_t* src,
-                               Py_ssize_t S, Py_ssize_t Dl, Py_ssize_t gsz,
-                               Py_ssize_t n, pool_t t0) noexcept nogil:
+cdef inline bint _max_win(mode_t* mode, pool_t* o, const pool_t* r0,
+                          const pool_t* r1, const pool_t* r2, Py_ssize_t S,
+                          Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
+    """A whole kk x kk window (kk 2 or 3, dilation 1, S 1 or 2) in one pass:
+    ``o[j]`` = max over rows r0.. and taps ``j*S + i``, in scan order.  The
+    first tap initialises (it is the first in-bounds tap of every interior
+    window), so the output is written once.  For the common CNN poolings
+    (2x2 stride 2, 3x3 stride 2 or 1) this replaces 1 + kk passes."""
     cdef Py_ssize_t j
-    cdef const pool_t* s1
-    cdef const pool_t* s2
-    cdef pool_t m, t
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    if kk == 2 and S == 2:
+        for j in range(n):
+            m = r0[2 * j]; sm = m
+            _sel(mode, r0[2 * j + 1], &m, &sm)
+            _sel(mode, r1[2 * j], &m, &sm)
+            _sel(mode, r1[2 * j + 1], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    elif kk == 2:
+        for j in range(n):
+            m = r0[j]; sm = m
+            _sel(mode, r0[j + 1], &m, &sm)
+            _sel(mode, r1[j], &m, &sm)
+            _sel(mode, r1[j + 1], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    elif S == 2:
+        for j in range(n):
+            m = r0[2 * j]; sm = m
+            _sel(mode, r0[2 * j + 1], &m, &sm)
+            _sel(mode, r0[2 * j + 2], &m, &sm)
+            _sel(mode, r1[2 * j], &m, &sm)
+            _sel(mode, r1[2 * j + 1], &m, &sm)
+            _sel(mode, r1[2 * j + 2], &m, &sm)
+            _sel(mode, r2[2 * j], &m, &sm)
+            _sel(mode, r2[2 * j + 1], &m, &sm)
+            _sel(mode, r2[2 * j + 2], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    else:
+        for j in range(n):
+            m = r0[j]; sm = m
+            _sel(mode, r0[j + 1], &m, &sm)
+            _sel(mode, r0[j + 2], &m, &sm)
+            _sel(mode, r1[j], &m, &sm)
+            _sel(mode, r1[j + 1], &m, &sm)
+            _sel(mode, r1[j + 2], &m, &sm)
+            _sel(mode, r2[j], &m, &sm)
+            _sel(mode, r2[j + 1], &m, &sm)
+            _sel(mode, r2[j + 2], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    return nf
+
+
+cdef inline bint _max_pass_tag(mode_t* mode, pool_t* o, pool_t* tg,
+                               const pool_t* src, Py_ssize_t S, Py_ssize_t gsz,
+                               Py_ssize_t n, pool_t t0) noexcept nogil:
+    """As _max_pass, also keeping the tag (tap number) of each winner."""
+    cdef Py_ssize_t j
+    cdef pool_t m, t, sm
     cdef pool_t t1 = t0 + 1
     cdef pool_t t2 = t0 + 2
-    if gsz == 1:
-        if S == 1:
+    cdef bint nf = 0
+    if S == 2 and gsz > 1:
+        if gsz == 2:
             for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[j], t0, &m, &t)
+                m = o[j]; t = tg[j]; sm = 0
+                _sel_tag(mode, src[2 * j], t0, &m, &t, &sm)
+                _sel_tag(mode, src[2 * j + 1], t1, &m, &t, &sm)
                 o[j] = m; tg[j] = t
-        elif S == 2:
-            for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[2 * j], t0, &m, &t)
-                o[j] = m; tg[j] = t
+                nf = nf | _alarm(mode, sm)
         else:
             for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[j * S], t0, &m, &t)
+                m = o[j]; t = tg[j]; sm = 0
+                _sel_tag(mode, src[2 * j], t0, &m, &t, &sm)
+                _sel_tag(mode, src[2 * j + 1], t1, &m, &t, &sm)
+                _sel_tag(mode, src[2 * j + 2], t2, &m, &t, &sm)
                 o[j] = m; tg[j] = t
-    elif gsz == 2:
-        s1 = src + Dl
-        if S == 1:
+                nf = nf | _alarm(mode, sm)
+    elif S == 1 and gsz > 1:
+        if gsz == 2:
             for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[j], t0, &m, &t)
-                _mt(s1[j], t1, &m, &t)
+                m = o[j]; t = tg[j]; sm = 0
+                _sel_tag(mode, src[j], t0, &m, &t, &sm)
+                _sel_tag(mode, src[j + 1], t1, &m, &t, &sm)
                 o[j] = m; tg[j] = t
-        elif S == 2:
-            for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[2 * j], t0, &m, &t)
-                _mt(s1[2 * j], t1, &m, &t)
-                o[j] = m; tg[j] = t
+                nf = nf | _alarm(mode, sm)
         else:
             for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[j * S], t0, &m, &t)
-                _mt(s1[j * S], t1, &m, &t)
+                m = o[j]; t = tg[j]; sm = 0
+                _sel_tag(mode, src[j], t0, &m, &t, &sm)
+                _sel_tag(mode, src[j + 1], t1, &m, &t, &sm)
+                _sel_tag(mode, src[j + 2], t2, &m, &t, &sm)
                 o[j] = m; tg[j] = t
+                nf = nf | _alarm(mode, sm)
+    elif S == 2:
+        for j in range(n):
+            m = o[j]; t = tg[j]; sm = 0
+            _sel_tag(mode, src[2 * j], t0, &m, &t, &sm)
+            o[j] = m; tg[j] = t
+            nf = nf | _alarm(mode, sm)
+    elif S == 1:
+        for j in range(n):
+            m = o[j]; t = tg[j]; sm = 0
+            _sel_tag(mode, src[j], t0, &m, &t, &sm)
+            o[j] = m; tg[j] = t
+            nf = nf | _alarm(mode, sm)
     else:
-        s1 = src + Dl
-        s2 = src + 2 * Dl
-        if S == 1:
-            for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[j], t0, &m, &t)
-                _mt(s1[j], t1, &m, &t)
-                _mt(s2[j], t2, &m, &t)
-                o[j] = m; tg[j] = t
-        elif S == 2:
-            for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[2 * j], t0, &m, &t)
-                _mt(s1[2 * j], t1, &m, &t)
-                _mt(s2[2 * j], t2, &m, &t)
-                o[j] = m; tg[j] = t
-        else:
-            for j in range(n):
-                m = o[j]; t = tg[j]
-                _mt(src[j * S], t0, &m, &t)
-                _mt(s1[j * S], t1, &m, &t)
-                _mt(s2[j * S], t2, &m, &t)
-                o[j] = m; tg[j] = t
+        for j in range(n):
+            m = o[j]; t = tg[j]; sm = 0
+            _sel_tag(mode, src[j * S], t0, &m, &t, &sm)
+            o[j] = m; tg[j] = t
+            nf = nf | _alarm(mode, sm)
+    return nf
 
 
 cdef inline void _max_pass_idx(pool_t* o, int64_t* oi, const pool_t* src,
@@ -517,11 +631,12 @@ cdef inline pool_t _notag(pool_t dummy) noexcept nogil:
         return -1
 
 
-cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
-                          Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
-                          Py_ssize_t b, pool_t* o, int64_t* oi) noexcept nogil:
+cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
+                               Scratch* sc, Py_ssize_t nr, Py_ssize_t w0,
+                               Py_ssize_t a, Py_ssize_t b, pool_t* o,
+                               int64_t* oi) noexcept nogil:
     """Max of output columns [a, b) of one output row over the ``nr``
-    gathered input rows."""
+    gathered input rows.  Returns: a NaN went by (fast mode only)."""
     cdef const pool_t** rows = <const pool_t**>sc.rows
     cdef pool_t* tg = <pool_t*>sc.tg
     cdef const pool_t* ftag = <const pool_t*>pl.ftag
@@ -531,12 +646,30 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
     cdef pool_t low = _lowest(<pool_t>0)
     cdef bint tags = oi != NULL and pl.use_tags
     cdef bint direct = oi != NULL and not pl.use_tags
-    for j in range(n):
-        o[j] = low
+    cdef bint grouped = Dl == 1 and S <= 2
+    cdef bint whole = False
+    cdef bint nf = 0
+    ia = _imax(a, pl.ilo)
+    ib = _imin(b, pl.ihi)
+    if ib < ia:
+        ib = ia
+    if oi == NULL and grouped and nr == K and (K == 2 or K == 3) and ia < ib:
+        # the whole window in one pass over the interior columns
+        whole = True
+        lo = ia * S - P - w0
+        nf = _max_win(mode, o + (ia - a), rows[0] + lo, rows[1] + lo,
+                      rows[K - 1] + lo, S, K, ib - ia)
+        for j in range(ia - a):
+            o[j] = low
+        for j in range(ib - a, n):
+            o[j] = low
+    else:
+        for j in range(n):
+            o[j] = low
     if oi != NULL and nr == 0:
         for j in range(n):
             oi[j] = -1
-        return
+        return 0
     if tags:
         for j in range(n):
             tg[j] = ftag[a + j]
@@ -547,22 +680,18 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
                 if pl.wlo[kw] <= a + j < pl.whi[kw]:
                     oi[j] = sc.rbase[0] + (a + j) * S - P + kw * Dl
                     break
-    ia = _imax(a, pl.ilo)
-    ib = _imin(b, pl.ihi)
-    if ib < ia:
-        ib = ia
     for r in range(nr):
         # interior columns: every tap in bounds, up to 3 taps per pass
-        if ia < ib and not direct:
+        if ia < ib and not direct and not whole:
             kw = 0
             while kw < K:
-                gsz = _imin(3, K - kw)
+                gsz = _imin(3, K - kw) if grouped else 1
                 lo = ia * S + kw * Dl - P - w0
                 if tags:
-                    _max_pass_tag(o + (ia - a), tg + (ia - a), rows[r] + lo, S, Dl,
-                                  gsz, ib - ia, <pool_t>(r * K + kw))
+                    nf |= _max_pass_tag(mode, o + (ia - a), tg + (ia - a), rows[r] + lo,
+                                        S, gsz, ib - ia, <pool_t>(r * K + kw))
                 else:
-                    _max_pass(o + (ia - a), rows[r] + lo, S, Dl, gsz, ib - ia)
+                    nf |= _max_pass(mode, o + (ia - a), rows[r] + lo, S, gsz, ib - ia)
                 kw += gsz
         # border columns (and everything on the int64 path): tap by tap
         for seg in range(2):
@@ -585,16 +714,16 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
                 if lo >= hi:
                     continue
                 if tags:
-                    _max_pass_tag(o + (lo - a), tg + (lo - a),
-                                  rows[r] + (lo * S + kw * Dl - P - w0), S, Dl, 1,
-                                  hi - lo, <pool_t>(r * K + kw))
+                    nf |= _max_pass_tag(mode, o + (lo - a), tg + (lo - a),
+                                        rows[r] + (lo * S + kw * Dl - P - w0), S, 1,
+                                        hi - lo, <pool_t>(r * K + kw))
                 elif direct:
                     _max_pass_idx(o + (lo - a), oi + (lo - a),
                                   rows[r] + (lo * S + kw * Dl - P - w0), S, hi - lo,
                                   sc.rbase[r] + lo * S + kw * Dl - P)
                 else:
-                    _max_pass(o + (lo - a), rows[r] + (lo * S + kw * Dl - P - w0),
-                              S, Dl, 1, hi - lo)
+                    nf |= _max_pass(mode, o + (lo - a),
+                                    rows[r] + (lo * S + kw * Dl - P - w0), S, 1, hi - lo)
     if tags:
         # tap number -> flat index: rbase[row] + kw*Dl - P + ow*S
         for r in range(nr):
@@ -603,6 +732,15 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
         for j in range(n):
             t = <Py_ssize_t>tg[j]
             oi[j] = sc.tab[t] + (a + j) * S if <size_t>t < <size_t>ntap else -1
+    return nf
+
+
+cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
+                          Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
+                          Py_ssize_t b, pool_t* o, int64_t* oi) noexcept nogil:
+    """Fast mode first; rows that met a NaN are recomputed exactly."""
+    if _max_row_mode(<_Fast*>NULL, g, pl, sc, nr, w0, a, b, o, oi):
+        _max_row_mode(<_Exact*>NULL, g, pl, sc, nr, w0, a, b, o, oi)
 
 
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
