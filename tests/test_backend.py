@@ -486,10 +486,6 @@ def _fork_child(x, expected_max, expected_idx):
 
 @requires_compiled
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: after the parent ran a kernel with 2 OpenMP threads, the same "
-    "call in a fork()ed child hangs in libgomp (no at-fork handling); this "
-    "test then costs its 60 s timeout"))
 def test_kernel_after_fork_does_not_hang():
     x = _big_input()
     exp_max, exp_idx = _reshape_max(x, 2), _reshape_argmax(x, 2)

@@ -7,7 +7,7 @@ pooling must agree within float rounding.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import cypool
@@ -141,3 +141,54 @@ def test_layouts_do_not_change_results(case, layout):
     b = _run("compiled", f, with_layout(case.x, layout), *case.max_args(), return_indices=True)
     assert_bits_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@st.composite
+def giant_geometry(draw):
+    """Kernels, strides, dilations and explicit paddings up to 2**61 on tiny
+    inputs: windows far larger than the input, scattered taps (the compiled
+    kernels' sparse path), one window per output."""
+    nd = draw(st.integers(1, 2))
+    big = st.sampled_from([2**20, 2**40, 2**61])
+    kernel = tuple(draw(st.one_of(st.integers(1, 6), big)) for _ in range(nd))
+    stride = tuple(draw(st.one_of(st.integers(1, 5), big)) for _ in range(nd))
+    dil = tuple(draw(st.sampled_from([1, 1, 2, 3, 2**10])) for _ in range(nd))
+    pads = []
+    for k, d in zip(kernel, dil):
+        keff = d * (k - 1) + 1
+        side = st.one_of(st.integers(0, min(keff - 1, 4)),
+                         st.integers(0, keff - 1))
+        pads.append((draw(side), draw(side)))
+    size = tuple(draw(st.integers(1, 6)) for _ in range(nd))
+    seed = draw(st.integers(0, 2**32 - 1))
+    x = random_values(np.random.default_rng(seed), (2, 2) + size, np.float32)
+    return nd, x, kernel, stride, tuple(pads), dil, draw(st.booleans())
+
+
+@settings(max_examples=400)
+@given(giant_geometry(), st.integers(0, 2**32 - 1))
+def test_giant_windows(geometry, seed):
+    nd, x, kernel, stride, pads, dil, ceil_mode = geometry
+    mp = getattr(cypool, f"max_pool{nd}d")
+    try:
+        with cypool.backend("reference"):
+            ref, ref_idx = mp(x, kernel, stride, pads, dil, ceil_mode, return_indices=True)
+    except ValueError:
+        event("rejected geometry")
+        return  # an empty or unallocatable output: rejected by both backends alike
+    event(f"output size {ref.shape[2:]}")
+    with cypool.backend("compiled"):
+        got, got_idx = mp(x, kernel, stride, pads, dil, ceil_mode, return_indices=True)
+    assert_bits_equal(ref, got)
+    np.testing.assert_array_equal(ref_idx, got_idx)
+    g = np.random.default_rng(seed).standard_normal(ref.shape).astype(np.float32)
+    mb = getattr(cypool, f"max_pool{nd}d_backward")
+    assert_bits_equal(*_both(mb, g, ref_idx, x.shape, kernel, stride, pads, dil, ceil_mode))
+    if all(d == 1 for d in dil):
+        ap = getattr(cypool, f"avg_pool{nd}d")
+        ab = getattr(cypool, f"avg_pool{nd}d_backward")
+        for include_pad in (True, False):
+            ref, got = _both(ap, x, kernel, stride, pads, ceil_mode, include_pad)
+            np.testing.assert_allclose(got, ref, rtol=2e-6)
+            ref, got = _both(ab, g, x.shape, kernel, stride, pads, ceil_mode, include_pad)
+            np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6)

@@ -8,6 +8,8 @@ Importing this module raises ImportError when the extension is missing.
 
 from __future__ import annotations
 
+import threading
+
 from . import _threads
 from ._ext import _pool as _kernels
 
@@ -16,6 +18,30 @@ __all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
 
 openmp_enabled = _kernels.openmp_enabled
 _threads._omp_max_threads = _kernels.omp_max_threads
+
+
+# Threads handed out to kernels running now, across all Python threads: a
+# call gets at most the CPUs not already busy (and always at least one), so
+# concurrent callers never oversubscribe the machine.
+_busy = 0
+_busy_lock = threading.Lock()
+
+
+def _run(kernel, *args):
+    """Call ``kernel(*args, nthreads)`` with this call's share of threads."""
+    global _busy
+    want = _threads.get_num_threads()
+    if want > 1:
+        with _busy_lock:
+            n = max(1, min(want, _threads._CPUS - _busy))
+            _busy += n
+        _threads._team_started = True
+        try:
+            return kernel(*args, n)
+        finally:
+            with _busy_lock:
+                _busy -= n
+    return kernel(*args, 1)
 
 
 def _as5d(a, nd):
@@ -32,41 +58,33 @@ def _three(values, fill):
 
 def max_pool(x, geom, out, indices):
     nd = geom.nd
-    _kernels.max_pool_forward(
-        _as5d(x, nd), _as5d(out, nd),
-        None if indices is None else _as5d(indices, nd),
-        _three(geom.kernel, 1), _three(geom.stride, 1),
-        _three(geom.dilation, 1), _three(geom.pad_before, 0),
-        _threads.get_num_threads(),
-    )
+    _run(_kernels.max_pool_forward,
+         _as5d(x, nd), _as5d(out, nd),
+         None if indices is None else _as5d(indices, nd),
+         _three(geom.kernel, 1), _three(geom.stride, 1),
+         _three(geom.dilation, 1), _three(geom.pad_before, 0))
 
 
 def max_pool_backward(grad_output, indices, geom, grad_input):
     nd = geom.nd
-    return _kernels.max_pool_backward(
-        _as5d(grad_output, nd), _as5d(indices, nd), _as5d(grad_input, nd),
-        _threads.get_num_threads(),
-    )
+    return _run(_kernels.max_pool_backward,
+                _as5d(grad_output, nd), _as5d(indices, nd), _as5d(grad_input, nd))
 
 
 def avg_pool(x, geom, out, count_include_pad, divisor_override):
     nd = geom.nd
-    _kernels.avg_pool_forward(
-        _as5d(x, nd), _as5d(out, nd),
-        _three(geom.kernel, 1), _three(geom.stride, 1),
-        _three(geom.pad_before, 0), _three(geom.pad_after, 0),
-        count_include_pad, divisor_override or 0,
-        _threads.get_num_threads(),
-    )
+    _run(_kernels.avg_pool_forward,
+         _as5d(x, nd), _as5d(out, nd),
+         _three(geom.kernel, 1), _three(geom.stride, 1),
+         _three(geom.pad_before, 0), _three(geom.pad_after, 0),
+         count_include_pad, divisor_override or 0)
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
                       divisor_override):
     nd = geom.nd
-    _kernels.avg_pool_backward(
-        _as5d(grad_output, nd), _as5d(grad_input, nd),
-        _three(geom.kernel, 1), _three(geom.stride, 1),
-        _three(geom.pad_before, 0), _three(geom.pad_after, 0),
-        count_include_pad, divisor_override or 0,
-        _threads.get_num_threads(),
-    )
+    _run(_kernels.avg_pool_backward,
+         _as5d(grad_output, nd), _as5d(grad_input, nd),
+         _three(geom.kernel, 1), _three(geom.stride, 1),
+         _three(geom.pad_before, 0), _three(geom.pad_after, 0),
+         count_include_pad, divisor_override or 0)

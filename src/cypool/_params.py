@@ -20,6 +20,7 @@ The rules (PyTorch 2.13's, see ``SEMANTICS.md``):
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Every window parameter, and every position a window can reach, must fit in
+# 64-bit index arithmetic with room to spare.
+LIMIT = 2**62
 INT_DTYPES = tuple(
     np.dtype(t)
     for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64)
@@ -94,6 +98,8 @@ def _index(value, name):
 
 def as_int_tuple(value, nd, name):
     """An int, or a sequence of ``nd`` ints, as a tuple of ``nd`` Python ints."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an integer or a tuple of {nd} integers, not str")
     if isinstance(value, (tuple, list, np.ndarray)):
@@ -113,6 +119,8 @@ def _positive(values, name):
     for v in values:
         if v < 1:
             raise ValueError(f"{name} must be positive (>= 1), got {values if len(values) > 1 else v}")
+        if v > LIMIT:
+            raise ValueError(f"{name} must be at most 2**62, got {v}")
 
 
 def _resolve_padding(padding, nd, in_size, kernel, stride, dilation):
@@ -194,6 +202,12 @@ def pool_geometry(nd, in_size, kernel_size, stride, padding, dilation, ceil_mode
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode must be a bool, not {type(ceil_mode).__name__}")
     ceil_mode = bool(ceil_mode)
+    for k, d in zip(kernel, dil):
+        if d * (k - 1) + 1 > LIMIT:
+            raise ValueError(
+                "the effective kernel size dilation*(kernel_size-1)+1 must be at most "
+                f"2**62, got kernel_size={kernel}, dilation={dil}"
+            )
     before, after = _resolve_padding(padding, nd, in_size, kernel, stride, dil)
     out = tuple(
         output_length(L, k, s, d, b, a, ceil_mode)
@@ -204,6 +218,11 @@ def pool_geometry(nd, in_size, kernel_size, stride, padding, dilation, ceil_mode
             f"{op}: the output would be empty: input spatial size {in_size} with "
             f"kernel_size={kernel}, stride={stride}, padding={tuple(zip(before, after))}, "
             f"dilation={dil} gives output size {out}"
+        )
+    if math.prod(out) > LIMIT or any(b > LIMIT for b in before + after):
+        raise ValueError(
+            f"{op}: padding={tuple(zip(before, after))} with kernel_size={kernel} and "
+            f"stride={stride} gives an output of size {out}, too large to allocate"
         )
     return Geometry(nd, tuple(in_size), kernel, stride, dil, before, after, out, ceil_mode)
 

@@ -8,10 +8,14 @@ Every function receives validated arguments from :mod:`cypool._params`:
 arrays laid out as ``(N, C, *spatial)`` (possibly as strided views), a
 :class:`~cypool._params.Geometry`, and the output arrays to fill.
 
-The method is the same everywhere: pad the input so that every window lies
-inside the padded array, then visit the kernel taps one at a time in
-PyTorch's scan order (row-major over the kernel), each tap being one strided
-slice that lines up with the output grid.
+The method is the same everywhere.  Output ``o`` of a dimension has its
+window at input positions ``o*stride - pad_before + t*dilation`` for taps
+``t = 0 .. kernel-1``.  The kernel taps are visited one at a time in
+PyTorch's scan order (row-major over the kernel); for one tap, the outputs
+whose position is inside the input form a contiguous range, and the input
+elements under the tap form a strided slice, so each tap is one slice
+operation.  Positions outside the input are padding: they contribute nothing
+(max pooling treats them as -inf, average pooling as 0).
 """
 
 from __future__ import annotations
@@ -23,29 +27,62 @@ import numpy as np
 __all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"]
 
 
-def _padded_layout(geom):
-    """Padding per spatial dim so that every window (ceil overhang included)
-    lies inside the padded array: ``[(before, after), ...]``."""
-    pads = []
-    for L, k, s, d, b, o in zip(geom.in_size, geom.kernel, geom.stride,
-                                geom.dilation, geom.pad_before, geom.out_size):
-        reach = (o - 1) * s + (k - 1) * d + 1  # padded length the windows span
-        pads.append((b, max(0, reach - b - L)))
-    return pads
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _tap_slices(L, s, d, before, out, t):
+    """For tap ``t`` of one dimension: (output slice, input slice) of the
+    outputs whose tap position lies in [0, L), or None if there are none."""
+    first = max(0, _ceil_div(before - t * d, s))            # position >= 0
+    last = min(out - 1, (L - 1 + before - t * d) // s)      # position <= L-1
+    if first > last:
+        return None
+    start = first * s - before + t * d
+    return slice(first, last + 1), slice(start, start + (last - first) * s + 1, s)
+
+
+def _useful_taps(L, k, s, d, before, out):
+    """The taps (ascending) that are in bounds for at least one output.
+
+    Output ``o`` sees taps ``t`` with ``0 <= o*s - before + t*d < L``: an
+    interval of ``t`` that moves down as ``o`` grows.  The union of these
+    intervals is returned, so that kernels far larger than the input cost no
+    more than the input.  (Validation keeps every value below 2**62, so the
+    int64 arithmetic cannot overflow.)
+    """
+    o = np.arange(out - 1, -1, -1, dtype=np.int64)  # ascending intervals
+    lo = np.maximum(0, (before - o * s + d - 1) // d)
+    hi = np.minimum(k, (L + before - o * s + d - 1) // d)
+    keep = lo < hi
+    lo, hi = lo[keep], hi[keep]
+    if lo.size == 0:
+        return []
+    reach = np.maximum.accumulate(hi)
+    starts = np.flatnonzero(np.r_[True, lo[1:] > reach[:-1]])  # gaps open new runs
+    ends = np.r_[starts[1:], lo.size] - 1
+    return [t for a, b in zip(lo[starts], reach[ends]) for t in range(int(a), int(b))]
 
 
 def _taps(geom):
-    """Yield ``(tap, slices)`` in scan order; ``slices`` pick, for every output
-    position, the padded-array element under that tap."""
-    for tap in itertools.product(*(range(k) for k in geom.kernel)):
-        yield tap, tuple(
-            slice(t * d, t * d + (o - 1) * s + 1, s)
-            for t, d, o, s in zip(tap, geom.dilation, geom.out_size, geom.stride)
-        )
+    """Yield, for every useful tap in scan order, the per-dimension
+    (output slice, input slice) pairs; taps in bounds for no output of some
+    dimension are skipped."""
+    dims = list(zip(geom.in_size, geom.kernel, geom.stride, geom.dilation,
+                    geom.pad_before, geom.out_size))
+    per_dim = [_useful_taps(L, k, s, d, b, o) for L, k, s, d, b, o in dims]
+    for tap in itertools.product(*per_dim):
+        pairs = [_tap_slices(L, s, d, b, o, t)
+                 for (L, k, s, d, b, o), t in zip(dims, tap)]
+        if None not in pairs:
+            yield tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
 def _lowest(dtype):
     return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+ALL = (slice(None), slice(None))  # the batch and channel axes
 
 
 def max_pool(x, geom, out, indices):
@@ -58,28 +95,22 @@ def max_pool(x, geom, out, indices):
     (possible with dilation) is ``-inf`` (the dtype's minimum for integers)
     with index -1.
     """
-    pads = _padded_layout(geom)
     low = _lowest(x.dtype)
-    xp = np.pad(x, [(0, 0), (0, 0)] + pads, constant_values=low)
-    # flat in-plane index of each padded position, -1 for padding
-    pos = np.pad(
-        np.arange(np.prod(geom.in_size), dtype=np.int64).reshape(geom.in_size),
-        pads, constant_values=-1,
-    )
-    out_shape = x.shape[:2] + geom.out_size
-    best = np.full(out_shape, low, dtype=x.dtype)
-    best_idx = np.full(out_shape, -1, dtype=np.int64)
+    flat = np.arange(np.prod(geom.in_size), dtype=np.int64).reshape(geom.in_size)
+    best = np.full(x.shape[:2] + geom.out_size, low, dtype=x.dtype)
+    best_idx = np.full(best.shape, -1, dtype=np.int64)
     seen = np.zeros(geom.out_size, dtype=bool)  # window met an in-bounds tap?
-    for _, sl in _taps(geom):
-        v = xp[(slice(None), slice(None)) + sl]
-        p = pos[sl]
-        inside = p >= 0
-        first = inside & ~seen  # PyTorch's initial index: first in-bounds tap
-        best_idx = np.where(first, p, best_idx)
-        seen |= inside
-        take = inside & ((v > best) | (v != v))  # larger, or NaN
-        best = np.where(take, v, best)
-        best_idx = np.where(take, p, best_idx)
+    for osl, isl in _taps(geom):
+        v = x[ALL + isl]
+        p = flat[isl]
+        b = best[ALL + osl]
+        bi = best_idx[ALL + osl]
+        first = ~seen[osl]  # PyTorch's initial index: the first in-bounds tap
+        bi[...] = np.where(first, p, bi)
+        seen[osl] = True
+        take = (v > b) | (v != v)  # larger, or NaN
+        b[...] = np.where(take, v, b)
+        bi[...] = np.where(take, p, bi)
     out[...] = best
     if indices is not None:
         indices[...] = best_idx
@@ -108,35 +139,31 @@ def max_pool_backward(grad_output, indices, geom, grad_input):
 def _divisor(geom, count_include_pad, divisor_override):
     """PyTorch's average divisor for every output position.
 
-    Counted, not computed by formula: the window is laid over a mask that is
-    1 on the input and (with ``count_include_pad``) on the real padding, and
-    0 on the ceil-mode overhang, which never counts.
+    Per dimension, the window ``[o*s - before, o*s - before + k)`` is
+    intersected with the counted range: the input and its real padding
+    ``[-before, L + after)`` with ``count_include_pad`` (so the ceil-mode
+    overhang beyond the padding never counts), the input ``[0, L)`` without.
+    The divisor is the product over dimensions.
     """
     if divisor_override is not None:
         return np.full(geom.out_size, divisor_override, dtype=np.int64)
-    mask = np.ones((), dtype=np.int64)
-    for (b, e), L, a in zip(_padded_layout(geom), geom.in_size, geom.pad_after):
-        pos = np.arange(b + L + e)
-        if count_include_pad:
-            counted = pos < b + L + a  # the input and its real padding
-        else:
-            counted = (pos >= b) & (pos < b + L)  # the input only
-        mask = np.multiply.outer(mask, counted.astype(np.int64))
-    count = np.zeros(geom.out_size, dtype=np.int64)
-    for _, sl in _taps(geom):
-        count += mask[sl]
+    count = np.ones((), dtype=np.int64)
+    for L, k, s, b, a, n in zip(geom.in_size, geom.kernel, geom.stride,
+                                geom.pad_before, geom.pad_after, geom.out_size):
+        start = np.arange(n, dtype=np.int64) * s - b
+        lo, hi = (-b, L + a) if count_include_pad else (0, L)
+        inside = np.minimum(start + k, hi) - np.maximum(start, lo)
+        count = np.multiply.outer(count, inside)
     return count
 
 
 def avg_pool(x, geom, out, count_include_pad, divisor_override):
     """Average pooling: the window sum (taps added in scan order, in the
     input's dtype) divided by PyTorch's divisor."""
-    pads = _padded_layout(geom)
-    xp = np.pad(x, [(0, 0), (0, 0)] + pads)
     total = np.zeros(x.shape[:2] + geom.out_size, dtype=x.dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in torch
-        for _, sl in _taps(geom):
-            total += xp[(slice(None), slice(None)) + sl]
+        for osl, isl in _taps(geom):
+            total[ALL + osl] += x[ALL + isl]
         div = _divisor(geom, count_include_pad, divisor_override)
         out[...] = total / div.astype(x.dtype)
 
@@ -145,13 +172,10 @@ def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
                       divisor_override):
     """Each output gradient, divided by its divisor, is added to every input
     element of its window; padding positions are dropped."""
-    pads = _padded_layout(geom)
     div = _divisor(geom, count_include_pad, divisor_override)
-    padded = tuple(b + L + a for (b, a), L in zip(pads, geom.in_size))
-    acc = np.zeros(grad_output.shape[:2] + padded, dtype=grad_output.dtype)
+    acc = np.zeros(grad_input.shape, dtype=grad_output.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         g = grad_output / div.astype(grad_output.dtype)
-        for _, sl in _taps(geom):
-            acc[(slice(None), slice(None)) + sl] += g
-    inner = tuple(slice(b, b + L) for (b, _), L in zip(pads, geom.in_size))
-    grad_input[...] = acc[(slice(None), slice(None)) + inner]
+        for osl, isl in _taps(geom):
+            acc[ALL + isl] += g[ALL + osl]
+    grad_input[...] = acc

@@ -6,6 +6,10 @@ default for the calling thread (``OMP_NUM_THREADS``, or a limit set through
 threadpoolctl), capped by the CPUs this process may use (affinity and cgroup
 quota) when ``OMP_NUM_THREADS`` is not set.  The result is passed to each
 kernel as its team size, so the setting holds whichever Python thread calls.
+
+In a child process created by ``fork()`` after the parent ran a parallel
+kernel, every call is single-threaded (GNU OpenMP cannot start a team there);
+use the ``spawn`` or ``forkserver`` start methods for parallel children.
 """
 
 from __future__ import annotations
@@ -23,6 +27,22 @@ _context: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "cypool_num_threads", default=None
 )
 _omp_max_threads = None  # set by the compiled backend when it loads
+
+# GNU OpenMP's thread pool does not survive fork(): a child that starts a
+# team after its parent had one can hang (GCC bug 60035).  A child forked
+# after the parent ran a parallel kernel therefore runs single-threaded.
+_team_started = False
+_forked_after_team = False
+
+
+def _after_fork_in_child():
+    global _forked_after_team
+    if _team_started:
+        _forked_after_team = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _available_cpus() -> int:
@@ -77,6 +97,8 @@ def _check(n):
 
 def get_num_threads() -> int:
     """The number of threads the next compiled call will use at most."""
+    if _forked_after_team:
+        return 1
     n = _context.get()
     if n is not None:
         return n

@@ -84,6 +84,10 @@ cdef struct Geo:
     Py_ssize_t nband     # work items per (n, c, od)
     int nthreads         # team size
     bint parallel        # False: run on the calling thread
+    Py_ssize_t rmax      # most in-bounds input rows one window can have
+    Py_ssize_t kw0       # first W tap that is in bounds for some output
+    Py_ssize_t kwn       # number of W taps from kw0 that can be in bounds
+    bint sparse          # W taps too scattered for tap-major passes
 
 
 def openmp_enabled():
@@ -473,15 +477,15 @@ cdef inline Py_ssize_t _gather_rows(const pool_t* x, const Geo* g,
                                     int64_t* rbase) noexcept nogil:
     """Collect the in-bounds input rows of window (od, oh), in scan order."""
     cdef Py_ssize_t kd, kh, id_, ih, nr = 0
+    cdef Py_ssize_t d0 = od * g.st[0] - g.pd[0], h0 = oh * g.st[1] - g.pd[1]
+    cdef Py_ssize_t kd1 = _imin(g.ks[0], _ceildiv(g.isz[0] - d0, g.dl[0]))
+    cdef Py_ssize_t kh1 = _imin(g.ks[1], _ceildiv(g.isz[1] - h0, g.dl[1]))
     cdef const pool_t* xp = x + n * g.xs[0] + c * g.xs[1]
-    for kd in range(g.ks[0]):
-        id_ = od * g.st[0] - g.pd[0] + kd * g.dl[0]
-        if id_ < 0 or id_ >= g.isz[0]:
-            continue
-        for kh in range(g.ks[1]):
-            ih = oh * g.st[1] - g.pd[1] + kh * g.dl[1]
-            if ih < 0 or ih >= g.isz[1]:
-                continue
+    # only taps in bounds are visited (kernels may be far larger than the input)
+    for kd in range(_imax(0, _ceildiv(-d0, g.dl[0])), kd1):
+        id_ = d0 + kd * g.dl[0]
+        for kh in range(_imax(0, _ceildiv(-h0, g.dl[1])), kh1):
+            ih = h0 + kh * g.dl[1]
             rows[nr] = xp + id_ * g.xs[2] + ih * g.xs[3]
             rbase[nr] = (id_ * g.isz[1] + ih) * g.isz[2]
             nr += 1
@@ -503,8 +507,8 @@ cdef inline Py_ssize_t _window_rows(const pool_t* x, const Geo* g,
     cdef const pool_t* src
     w0[0] = 0
     if ws != 1 and nr > 0:
-        wlo = _imax(a * g.st[2] - g.pd[2], 0)
-        whi = _imin((b - 1) * g.st[2] - g.pd[2] + (g.ks[2] - 1) * g.dl[2] + 1,
+        wlo = _imax(a * g.st[2] - g.pd[2] + g.kw0 * g.dl[2], 0)
+        whi = _imin((b - 1) * g.st[2] - g.pd[2] + (g.kw0 + g.kwn - 1) * g.dl[2] + 1,
                     g.isz[2])
         span = whi - wlo
         if span > 0:
@@ -539,21 +543,26 @@ cdef inline void _decode(const Geo* g, Py_ssize_t it, Py_ssize_t* n,
 
 
 cdef int _w_plan(const Geo* g, Plan* pl) noexcept nogil:
-    """Valid output ranges of every W tap, and the interior where all are."""
-    cdef Py_ssize_t kw, off
-    pl.wlo = <Py_ssize_t*>malloc(g.ks[2] * sizeof(Py_ssize_t))
-    pl.whi = <Py_ssize_t*>malloc(g.ks[2] * sizeof(Py_ssize_t))
+    """Valid output ranges of the useful W taps (tap ``g.kw0 + i`` at entry
+    ``i``), and the interior where all of them are in bounds.  Not built in
+    sparse mode."""
+    cdef Py_ssize_t i, off
+    pl.ilo = 0
+    pl.ihi = 0
+    if g.sparse:
+        return 0
+    pl.wlo = <Py_ssize_t*>malloc((g.kwn + 1) * sizeof(Py_ssize_t))
+    pl.whi = <Py_ssize_t*>malloc((g.kwn + 1) * sizeof(Py_ssize_t))
     if pl.wlo == NULL or pl.whi == NULL:
         return -1
-    pl.ilo = 0
     pl.ihi = g.osz[2]
-    for kw in range(g.ks[2]):
-        off = kw * g.dl[2] - g.pd[2]
-        pl.wlo[kw] = _imin(_imax(0, _ceildiv(-off, g.st[2])), g.osz[2])
-        pl.whi[kw] = _imax(_imin(g.osz[2], _floordiv(g.isz[2] - 1 - off, g.st[2]) + 1),
-                           pl.wlo[kw])
-        pl.ilo = _imax(pl.ilo, pl.wlo[kw])
-        pl.ihi = _imin(pl.ihi, pl.whi[kw])
+    for i in range(g.kwn):
+        off = (g.kw0 + i) * g.dl[2] - g.pd[2]
+        pl.wlo[i] = _imin(_imax(0, _ceildiv(-off, g.st[2])), g.osz[2])
+        pl.whi[i] = _imax(_imin(g.osz[2], _floordiv(g.isz[2] - 1 - off, g.st[2]) + 1),
+                          pl.wlo[i])
+        pl.ilo = _imax(pl.ilo, pl.wlo[i])
+        pl.ihi = _imin(pl.ihi, pl.whi[i])
     if pl.ihi < pl.ilo:
         pl.ihi = pl.ilo
     return 0
@@ -571,9 +580,11 @@ cdef char* _scratch(const Geo* g, Py_ssize_t elsize, bint tags, bint staged,
                     Scratch* layout, Py_ssize_t* per_thread) noexcept nogil:
     """One block of per-thread scratch, cache-line aligned parts.  The
     returned ``layout`` holds offsets (as pointers) from a thread's base."""
-    cdef Py_ssize_t nrows = g.ks[0] * g.ks[1]
-    cdef Py_ssize_t span = (g.chunk - 1) * g.st[2] + (g.ks[2] - 1) * g.dl[2] + 1
+    cdef Py_ssize_t nrows = g.rmax
+    cdef Py_ssize_t span = g.isz[2]
     cdef Py_ssize_t off = 0
+    if not g.sparse:
+        span = _imin(span, (g.chunk - 1) * g.st[2] + (g.kwn - 1) * g.dl[2] + 1)
     layout.rows = <void**>off
     off += _lines(nrows * sizeof(void*))
     layout.rbase = <int64_t*>off
@@ -586,7 +597,7 @@ cdef char* _scratch(const Geo* g, Py_ssize_t elsize, bint tags, bint staged,
         off += _lines(g.chunk * elsize)
     layout.tab = <int64_t*>off
     if tags:
-        off += _lines(nrows * g.ks[2] * sizeof(int64_t))
+        off += _lines(nrows * g.kwn * sizeof(int64_t))
     per_thread[0] = off
     return <char*>malloc(off * g.nthreads + LINE)
 
@@ -640,7 +651,8 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
     cdef const pool_t** rows = <const pool_t**>sc.rows
     cdef pool_t* tg = <pool_t*>sc.tg
     cdef const pool_t* ftag = <const pool_t*>pl.ftag
-    cdef Py_ssize_t S = g.st[2], Dl = g.dl[2], P = g.pd[2], K = g.ks[2]
+    cdef Py_ssize_t S = g.st[2], Dl = g.dl[2], K = g.kwn
+    cdef Py_ssize_t P = g.pd[2] - g.kw0 * Dl  # taps renumbered from kw0
     cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j, t
     cdef Py_ssize_t ntap = nr * K
     cdef pool_t low = _lowest(<pool_t>0)
@@ -653,7 +665,8 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
     ib = _imin(b, pl.ihi)
     if ib < ia:
         ib = ia
-    if oi == NULL and grouped and nr == K and (K == 2 or K == 3) and ia < ib:
+    if (oi == NULL and grouped and nr == K and (K == 2 or K == 3) and ia < ib
+            and K == g.ks[2]):
         # the whole window in one pass over the interior columns
         whole = True
         lo = ia * S - P - w0
@@ -735,11 +748,44 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
     return nf
 
 
+cdef inline void _max_row_sparse(const Geo* g, Scratch* sc, Py_ssize_t nr,
+                                 Py_ssize_t w0, Py_ssize_t a, Py_ssize_t b,
+                                 pool_t* o, int64_t* oi) noexcept nogil:
+    """Output by output over its in-bounds taps only: for W taps so scattered
+    (huge kernels, strides and padding) that tap-major passes would visit
+    mostly empty taps."""
+    cdef const pool_t** rows = <const pool_t**>sc.rows
+    cdef Py_ssize_t S = g.st[2], Dl = g.dl[2], K = g.ks[2], L = g.isz[2]
+    cdef Py_ssize_t j, r, kw, k0, k1, w, start
+    cdef int64_t best_i
+    cdef pool_t m, v
+    for j in range(b - a):
+        start = (a + j) * S - g.pd[2]
+        k0 = _imax(0, _ceildiv(-start, Dl))
+        k1 = _imin(K, _ceildiv(L - start, Dl))
+        m = _lowest(<pool_t>0)
+        best_i = -1
+        for r in range(nr):
+            for kw in range(k0, k1):
+                w = start + kw * Dl
+                v = rows[r][w - w0]
+                if best_i == -1:
+                    best_i = sc.rbase[r] + w   # PyTorch's initial index
+                if _takes(v, m):
+                    m = v
+                    best_i = sc.rbase[r] + w
+        o[j] = m
+        if oi != NULL:
+            oi[j] = best_i
+
+
 cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
                           Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
                           Py_ssize_t b, pool_t* o, int64_t* oi) noexcept nogil:
     """Fast mode first; rows that met a NaN are recomputed exactly."""
-    if _max_row_mode(<_Fast*>NULL, g, pl, sc, nr, w0, a, b, o, oi):
+    if g.sparse:
+        _max_row_sparse(g, sc, nr, w0, a, b, o, oi)
+    elif _max_row_mode(<_Fast*>NULL, g, pl, sc, nr, w0, a, b, o, oi):
         _max_row_mode(<_Exact*>NULL, g, pl, sc, nr, w0, a, b, o, oi)
 
 
@@ -772,7 +818,8 @@ cdef int _max_fwd(const pool_t* x, pool_t* out, int64_t* idx,
     cdef pool_t* ftag
     cdef int tid
     memset(&pl, 0, sizeof(Plan))
-    pl.use_tags = idx != NULL and _tags_fit(<pool_t>0, g.ks[0] * g.ks[1] * g.ks[2])
+    pl.use_tags = (idx != NULL and not g.sparse
+                   and _tags_fit(<pool_t>0, g.rmax * g.kwn))
     if _w_plan(g, &pl) != 0:
         _free_plan(&pl)
         return -1
@@ -785,7 +832,7 @@ cdef int _max_fwd(const pool_t* x, pool_t* out, int64_t* idx,
             return -1
         for ow in range(g.osz[2]):
             ftag[ow] = _notag(<pool_t>0)
-            for kw in range(g.ks[2]):
+            for kw in range(g.kwn):
                 if pl.wlo[kw] <= ow < pl.whi[kw]:
                     ftag[ow] = <pool_t>kw
                     break
@@ -843,35 +890,48 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
     cdef const real_t** rows = <const real_t**>sc.rows
     cdef const real_t* dw = <const real_t*>pl.dw
     cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
-    cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
-    cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j
+    cdef Py_ssize_t S = g.st[2], K = g.kwn
+    cdef Py_ssize_t P = g.pd[2] - g.kw0  # taps renumbered from kw0
+    cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j, k0, k1
     cdef int64_t fdh
-    cdef real_t dv
-    for j in range(n):
-        o[j] = 0
-    ia = _imax(a, pl.ilo)
-    ib = _imin(b, pl.ihi)
-    if ib < ia:
-        ib = ia
-    for r in range(nr):
-        if ia < ib:
-            kw = 0
-            while kw < K:
-                gsz = _imin(3, K - kw)
-                _sum_pass(o + (ia - a), rows[r] + (ia * S + kw - P - w0), S, gsz,
-                          ib - ia)
-                kw += gsz
-        for seg in range(2):
-            sa = a if seg == 0 else ib
-            sb = ia if seg == 0 else b
-            if sa >= sb:
-                continue
-            for kw in range(K):
-                lo = _imax(sa, pl.wlo[kw])
-                hi = _imin(sb, pl.whi[kw])
-                if lo < hi:
-                    _sum_pass(o + (lo - a), rows[r] + (lo * S + kw - P - w0), S, 1,
-                              hi - lo)
+    cdef real_t dv, acc
+    if g.sparse:
+        # output by output over its in-bounds taps (scattered huge kernels)
+        for j in range(n):
+            lo = (a + j) * S - g.pd[2]
+            k0 = _imax(0, -lo)
+            k1 = _imin(g.ks[2], g.isz[2] - lo)
+            acc = 0
+            for r in range(nr):
+                for kw in range(k0, k1):
+                    acc = acc + rows[r][lo + kw - w0]
+            o[j] = acc
+    else:
+        for j in range(n):
+            o[j] = 0
+        ia = _imax(a, pl.ilo)
+        ib = _imin(b, pl.ihi)
+        if ib < ia:
+            ib = ia
+        for r in range(nr):
+            if ia < ib:
+                kw = 0
+                while kw < K:
+                    gsz = _imin(3, K - kw)
+                    _sum_pass(o + (ia - a), rows[r] + (ia * S + kw - P - w0), S, gsz,
+                              ib - ia)
+                    kw += gsz
+            for seg in range(2):
+                sa = a if seg == 0 else ib
+                sb = ia if seg == 0 else b
+                if sa >= sb:
+                    continue
+                for kw in range(K):
+                    lo = _imax(sa, pl.wlo[kw])
+                    hi = _imin(sb, pl.whi[kw])
+                    if lo < hi:
+                        _sum_pass(o + (lo - a), rows[r] + (lo * S + kw - P - w0), S, 1,
+                                  hi - lo)
     if override != 0:
         dv = <real_t>override
         for j in range(n):
@@ -908,7 +968,8 @@ cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
 cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
                   int64_t override) noexcept nogil:
     cdef Py_ssize_t nitems = g.N * g.C * g.osz[0] * g.nband * g.nchunk
-    cdef Py_ssize_t it, ow, per_thread
+    cdef Py_ssize_t it, ow, per_thread, dim, base
+    cdef int64_t fdh, fmax
     cdef Plan pl
     cdef Scratch layout
     cdef char* mine
@@ -927,10 +988,19 @@ cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
         return -1
     for ow in range(g.osz[2]):
         dw[ow] = <real_t>pl.fac[g.osz[0] + g.osz[1] + ow]
+    # the largest divisor is at most the product of the largest factors
+    fdh = 1
+    base = 0
+    for dim in range(3):
+        fmax = 1
+        for ow in range(g.osz[dim]):
+            fmax = _imax(fmax, pl.fac[base + ow])
+        base += g.osz[dim]
+        fdh = _imin(fdh * fmax, <int64_t>1 << 60) if fmax < (<int64_t>1 << 30) else (<int64_t>1 << 60)
     if real_t is float:
-        pl.exact_div = g.ks[0] * g.ks[1] * g.ks[2] < (1 << 24)
+        pl.exact_div = fdh < (1 << 24)
     else:
-        pl.exact_div = g.ks[0] * g.ks[1] * g.ks[2] < (<int64_t>1 << 53)
+        pl.exact_div = fdh < (<int64_t>1 << 53)
     scratch = _scratch(g, sizeof(real_t), False, g.xs[4] != 1, &layout, &per_thread)
     if scratch == NULL:
         _free_plan(&pl)
@@ -1011,7 +1081,7 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
     # g.os grad_output strides
     cdef Py_ssize_t ch = it % g.nchunk
     cdef Py_ssize_t ih, id_, c, n, a, b, od, oh, odlo, odhi, ohlo, ohhi
-    cdef Py_ssize_t owlo, owhi, kw, off, lo, hi, j, ow
+    cdef Py_ssize_t owlo, owhi, kw, off, lo, hi, j, ow, k0, k1
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
     cdef const real_t* gorow
     cdef real_t* dst
@@ -1053,7 +1123,16 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
                 fdh = fd[od] * fh[oh]
                 for ow in range(owlo, owhi + 1):
                     gbuf[ow - owlo] = gorow[ow * g.os[4]] / <real_t>(fdh * fw[ow])
-            for kw in range(K):
+            # taps that land in [a, b) for some covering output
+            k0 = _imax(0, a + P - owhi * S)
+            k1 = _imin(K, b + P - owlo * S)
+            if k1 - k0 > 4 * (owhi - owlo + 1) + 64:
+                # scattered (huge kernel and stride): output by output
+                for ow in range(owlo, owhi + 1):
+                    for kw in range(_imax(0, a + P - ow * S), _imin(K, b + P - ow * S)):
+                        dst[ow * S + kw - P - a] += gbuf[ow - owlo]
+                continue
+            for kw in range(k0, k1):
                 off = kw - P
                 # ow with a <= ow*S + off < b
                 lo = _imax(owlo, _ceildiv(a - off, S))
@@ -1083,7 +1162,8 @@ cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
     cdef int64_t* fac
     cdef int tid
     # gbuf holds the covering output columns of one chunk, rowbuf one chunk
-    row_off = _lines(((g.chunk + g.ks[2]) // g.st[2] + 2) * sizeof(real_t))
+    row_off = _lines(_imin(g.osz[2], g.chunk // g.st[2] + g.ks[2] // g.st[2] + 3)
+                     * sizeof(real_t))
     per_thread = row_off + _lines(g.chunk * sizeof(real_t))
     scratch = <char*>malloc(per_thread * g.nthreads + LINE)
     fac = _avg_factors(g, include_pad)
@@ -1163,11 +1243,24 @@ cdef int _fill_geo(Geo* g, cnp.ndarray inp, cnp.ndarray outp, tuple kernel,
             raise ValueError("spatial sizes must be positive")
     g.chunk = 1
     g.nchunk = 1
+    # taps that can be in bounds: at most ceil(I/Dl) per window and dimension;
+    # along W, those in bounds for some output (all of them unless the kernel
+    # is larger than the input)
+    g.rmax = (_imin(g.ks[0], _ceildiv(g.isz[0], g.dl[0]))
+              * _imin(g.ks[1], _ceildiv(g.isz[1], g.dl[1])))
+    g.kw0 = _imax(0, _ceildiv(g.pd[2] - (g.osz[2] - 1) * g.st[2], g.dl[2]))
+    g.kwn = _imax(0, _imin(g.ks[2], _ceildiv(g.isz[2] + g.pd[2], g.dl[2])) - g.kw0)
+    g.sparse = g.kwn > 4 * (g.osz[2] + _ceildiv(g.isz[2], g.dl[2])) + 64
     return 0
 
 
+cdef double _taps_per_window(const Geo* g) noexcept:
+    """At most this many taps of a window are in bounds (work estimates)."""
+    return <double>g.rmax * _imin(g.ks[2], _ceildiv(g.isz[2], g.dl[2]))
+
+
 cdef void _split(Geo* g, Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t length,
-                 int nthreads, Py_ssize_t work) noexcept:
+                 int nthreads, double work) noexcept:
     """Work items: ``outer`` independent groups of ``rows`` rows of ``length``
     positions each.  Whole groups are the items while there are enough of
     them (at least 4 per thread); otherwise groups are cut into bands of rows,
@@ -1230,7 +1323,7 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     if g.N * g.C == 0:
         return
     _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
-           g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2])
+           <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _max_fwd(<const float*>xp, <float*>op, ip, &g)
@@ -1275,7 +1368,7 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     if g.N * g.C == 0:
         return
     _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
-           g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2])
+           <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _avg_fwd(<const float*>xp, <float*>op, &g, count_include_pad,
@@ -1320,7 +1413,7 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
     if g.xs[4] < 1:
         g.xs[4] = 1
     _split(&g, g.N * g.C, 1, 1, nthreads,
-           g.N * g.C * (g.osz[0] * g.osz[1] * g.osz[2] + g.isz[0] * g.isz[1] * g.isz[2]))
+           <double>g.N * g.C * (g.osz[0] * g.osz[1] * g.osz[2] + g.isz[0] * g.isz[1] * g.isz[2]))
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _max_bwd(<const float*>gop, ip, <float*>gip, &g)
@@ -1350,7 +1443,7 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
         return
     # items are input rows (and chunks of them)
     _split(&g, g.N * g.C * g.isz[0] * g.isz[1], 1, g.isz[2], nthreads,
-           g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * g.ks[0] * g.ks[1] * g.ks[2])
+           <double>g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * _taps_per_window(&g))
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _avg_bwd(<const float*>gop, <float*>gip, &g, count_include_pad,
