@@ -88,6 +88,10 @@ cdef struct Geo:
     Py_ssize_t kw0       # first W tap that is in bounds for some output
     Py_ssize_t kwn       # number of W taps from kw0 that can be in bounds
     bint sparse          # W taps too scattered for tap-major passes
+    bint square          # 2x2 / 3x3 window over H and W, unit dilation,
+                         # W stride 1 or 2 (and, once the strides are
+                         # known, W-contiguous input): the whole-window
+                         # row pass of ``_max_row_square``
 
 
 def openmp_enabled():
@@ -103,7 +107,11 @@ def omp_max_threads():
 # ---------------------------------------------------------------- helpers
 
 cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Floor division for b > 0 (C division truncates toward zero)."""
+    """Floor division for b > 0 (C division truncates toward zero).  The
+    common b == 1 (unit dilation and stride) skips the slow 64-bit divide:
+    window rows are located with these once per output row."""
+    if b == 1:
+        return a
     cdef Py_ssize_t q = a / b
     if (a % b != 0) and (a < 0):
         q -= 1
@@ -789,20 +797,66 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
         _max_row_mode(<_Exact*>NULL, g, pl, sc, nr, w0, a, b, o, oi)
 
 
+cdef inline pool_t _max_edge(const pool_t* r0, Py_ssize_t rs, Py_ssize_t K,
+                             Py_ssize_t start, Py_ssize_t L) noexcept nogil:
+    """Exact max of one K x K window whose rows are all in bounds, columns
+    ``start .. start+K-1`` clipped to [0, L), in scan order."""
+    cdef Py_ssize_t r, w
+    cdef pool_t m = _lowest(<pool_t>0)
+    cdef pool_t v
+    for r in range(K):
+        for w in range(_imax(start, 0), _imin(start + K, L)):
+            v = r0[r * rs + w]
+            if _takes(v, m):
+                m = v
+    return m
+
+
+cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* r0,
+                                 Py_ssize_t a, Py_ssize_t b,
+                                 pool_t* o) noexcept nogil:
+    """Output columns [a, b) of a row whose K x K windows (``g.square``)
+    have every input row in bounds; ``r0`` is the first of them.  Interior
+    columns in one whole-window pass (NaN-free fast mode, recomputed exactly
+    if a NaN went by), border columns one by one.  This is the hot loop of
+    the common CNN poolings, kept free of per-row bookkeeping."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], rs = g.xs[3]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, lo
+    if ib < ia:
+        ib = ia
+    if ia < ib:
+        lo = ia * S - P
+        if _max_win(<_Fast*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
+                    r0 + (K - 1) * rs + lo, S, K, ib - ia):
+            _max_win(<_Exact*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
+                     r0 + (K - 1) * rs + lo, S, K, ib - ia)
+    for j in range(a, ia):
+        o[j - a] = _max_edge(r0, rs, K, j * S - P, g.isz[2])
+    for j in range(ib, b):
+        o[j - a] = _max_edge(r0, rs, K, j * S - P, g.isz[2])
+
+
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                const Geo* g, const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0
     cdef pool_t* o
     cdef int64_t* oi = NULL
+    cdef const pool_t* xp
     cdef Scratch scr
     cdef Scratch* sc = &scr
     _bind(sc, layout, mine)
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
+    xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
     for oh in range(oh0, oh1):
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
         if idx != NULL:
             oi = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3] + a
+        elif g.square:
+            h0 = oh * g.st[1] - g.pd[1]
+            if h0 >= 0 and h0 + g.ks[1] <= g.isz[1]:
+                _max_row_square(g, pl, xp + h0 * g.xs[3], a, b, o)
+                continue
         nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
         _max_row(g, pl, sc, nr, w0, a, b, o, oi)
 
@@ -1251,6 +1305,9 @@ cdef int _fill_geo(Geo* g, cnp.ndarray inp, cnp.ndarray outp, tuple kernel,
     g.kw0 = _imax(0, _ceildiv(g.pd[2] - (g.osz[2] - 1) * g.st[2], g.dl[2]))
     g.kwn = _imax(0, _imin(g.ks[2], _ceildiv(g.isz[2] + g.pd[2], g.dl[2])) - g.kw0)
     g.sparse = g.kwn > 4 * (g.osz[2] + _ceildiv(g.isz[2], g.dl[2])) + 64
+    g.square = (g.ks[0] == 1 and g.pd[0] == 0 and g.ks[1] == g.ks[2]
+                and (g.ks[2] == 2 or g.ks[2] == 3) and g.dl[1] == 1
+                and g.dl[2] == 1 and g.st[2] <= 2 and not g.sparse)
     return 0
 
 
@@ -1308,6 +1365,7 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     cdef void* op = cnp.PyArray_DATA(out)
     _fill_geo(&g, x, out, kernel, stride, dilation, pad, pad)
     _check5(x, -1, "x", g.xs)
+    g.square = g.square and g.xs[4] == 1
     _check5(out, typenum, "out", g.os)
     _check_writable(out, "out")
     if g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
