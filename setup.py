@@ -11,9 +11,16 @@ Environment switches (all optional):
     Build no extension at all: the install runs the reference backend.
 ``CYPOOL_CYTHON_DEBUG=1``
     Turn Cython's bounds, wraparound and initialisation checks back on.
+``CYPOOL_SIMD_VARIANTS=auto|0``
+    On x86-64 the kernels are compiled three times: for the baseline
+    instruction set (SSE2), for AVX2+FMA and for AVX-512; ``cypool`` loads the
+    widest one the CPU supports at import time (never ``-march=native``: the
+    wheels run on any x86-64 CPU).  ``0`` builds the baseline only.  A variant
+    the compiler cannot build is skipped with a warning.
 """
 
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -27,6 +34,18 @@ def _env_flag(name, default="0"):
 
 
 PURE_PYTHON = _env_flag("CYPOOL_PURE_PYTHON")
+SIMD_VARIANTS = os.environ.get("CYPOOL_SIMD_VARIANTS", "auto").strip().lower() != "0"
+
+# Instruction-set variants of the kernel module: (module suffix, gcc/clang
+# flags, MSVC flags).  x86-64-v3 and x86-64-v4 without their -march (GCC 11+).
+VARIANTS = {
+    "avx2": (["-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt"],
+             ["/arch:AVX2"]),
+    "avx512": (["-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt",
+                "-mavx512f", "-mavx512cd", "-mavx512bw", "-mavx512dq",
+                "-mavx512vl", "-mprefer-vector-width=512"],
+               ["/arch:AVX512"]),
+}
 OPENMP_MODE = os.environ.get("CYPOOL_OPENMP", "auto").strip().lower()
 if OPENMP_MODE not in ("auto", "0", "1"):
     sys.exit(f"CYPOOL_OPENMP must be auto, 0 or 1, got {OPENMP_MODE!r}")
@@ -97,10 +116,35 @@ class BuildExt(build_ext):
                 if OPENMP_MODE == "1":
                     raise RuntimeError(msg + " -- refused because CYPOOL_OPENMP=1")
                 print("*" * 72 + "\n" + msg + "\n" + "*" * 72, file=sys.stderr)
+        if not self._x86_64_target():
+            # the SIMD variants exist for x86-64 only (arm64 builds, also
+            # macOS cross and universal2 builds, keep the baseline)
+            self.extensions = [e for e in self.extensions
+                               if getattr(e, "cypool_simd", None) is None]
         for ext in self.extensions:
-            ext.extra_compile_args = base + omp_c + list(ext.extra_compile_args or [])
+            simd = getattr(ext, "cypool_simd", None)
+            extra = []
+            if simd is not None:
+                extra = VARIANTS[simd][1 if ctype == "msvc" else 0]
+            ext.extra_compile_args = (base + omp_c + extra
+                                      + list(ext.extra_compile_args or []))
             ext.extra_link_args = omp_l + list(ext.extra_link_args or [])
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
         super().build_extensions()
+
+    def _x86_64_target(self):
+        plat = (self.plat_name or "").lower()
+        archflags = os.environ.get("ARCHFLAGS", "")
+        if sys.platform == "darwin":
+            archs = archflags.replace("-arch", " ").split()
+            if archs:
+                return archs == ["x86_64"]
+            return platform.machine() == "x86_64"
+        if "arm" in plat or "aarch64" in plat:
+            return False
+        return platform.machine().lower() in ("x86_64", "amd64") or plat in (
+            "win-amd64", "linux-x86_64")
 
 
 def _extensions():
@@ -120,16 +164,27 @@ def _extensions():
         "cpow": True,
         "freethreading_compatible": True,
     }
-    exts = [
-        Extension(
-            "cypool._ext._pool",
-            ["src/cypool/_ext/_pool.pyx"],
+    def ext(name, optional=False):
+        return Extension(
+            f"cypool._ext.{name}",
+            [f"src/cypool/_ext/{name}.pyx"],
             include_dirs=[np.get_include(), "src/cypool/_ext"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            depends=["src/cypool/_ext/_pool.pyx", "src/cypool/_ext/omp_shim.h"],
+            optional=optional,
         )
-    ]
-    return cythonize(exts, compiler_directives=directives,
+
+    exts = [ext("_pool")]
+    if SIMD_VARIANTS:
+        for simd in VARIANTS:
+            # optional: a compiler without these flags skips the variant
+            exts.append(ext(f"_pool_{simd}", optional=True))
+    exts = cythonize(exts, compiler_directives=directives,
                      nthreads=os.cpu_count() or 1, quiet=True)
+    for e in exts:
+        suffix = e.name.rsplit("_", 1)[-1]
+        e.cypool_simd = suffix if suffix in VARIANTS else None
+    return exts
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

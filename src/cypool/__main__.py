@@ -85,6 +85,10 @@ def main(argv=None):
     if _import_error is not None:
         print(f"compiled extension:  not loaded ({_import_error})")
     print(f"OpenMP compiled in:  {'yes' if cypool.openmp_enabled() else 'no'}")
+    if _import_error is None:
+        from . import _compiled
+        print(f"kernel variant:      {_compiled.simd} (CYPOOL_SIMD=auto picks the "
+              "widest the CPU runs)")
     print(f"threads:             {cypool.get_num_threads()}")
     t0 = time.perf_counter()
     print("self-check, compiled against reference:")

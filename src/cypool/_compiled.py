@@ -8,13 +8,73 @@ Importing this module raises ImportError when the extension is missing.
 
 from __future__ import annotations
 
+import importlib
+import os
 import threading
+import warnings
 
 from . import _threads
-from ._ext import _pool as _kernels
+from ._ext import _pool as _baseline
 
 __all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
-           "openmp_enabled"]
+           "openmp_enabled", "simd", "SIMD_VARIANTS"]
+
+# Instruction-set variants of the kernel module, widest first, with the CPU
+# features (as numpy names them; numpy also checks that the OS saves the
+# wider registers) each one needs.  The baseline module always exists.
+SIMD_VARIANTS = {
+    "avx512": ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL",
+               "AVX2", "FMA3", "F16C"),
+    "avx2": ("AVX2", "FMA3", "F16C"),
+}
+
+
+def _cpu_features():
+    for path in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            return dict(importlib.import_module(path).__cpu_features__)
+        except (ImportError, AttributeError):
+            continue
+    return {}
+
+
+def variant_usable(name):
+    """The kernel module of SIMD variant ``name`` if it was built and this
+    CPU runs it, else None (``"baseline"`` is always usable)."""
+    if name == "baseline":
+        return _baseline
+    feats = _cpu_features()
+    if name not in SIMD_VARIANTS or not all(feats.get(f) for f in SIMD_VARIANTS[name]):
+        return None
+    try:
+        return importlib.import_module(f"{__package__}._ext._pool_{name}")
+    except ImportError:
+        return None
+
+
+def _select():
+    """``CYPOOL_SIMD`` (``auto``, ``baseline``, ``avx2``, ``avx512``) or the
+    widest usable variant."""
+    want = os.environ.get("CYPOOL_SIMD", "auto").strip().lower() or "auto"
+    if want not in ("auto", "baseline", *SIMD_VARIANTS):
+        raise ValueError("CYPOOL_SIMD must be auto, baseline, "
+                         f"{', '.join(SIMD_VARIANTS)}; got {want!r}")
+    if want != "auto":
+        mod = variant_usable(want)
+        if mod is not None:
+            return want, mod
+        warnings.warn(f"CYPOOL_SIMD={want}: that kernel variant is not built or "
+                      "this CPU lacks its instructions; using the baseline kernels",
+                      RuntimeWarning, stacklevel=3)
+        return "baseline", _baseline
+    for name in SIMD_VARIANTS:
+        mod = variant_usable(name)
+        if mod is not None:
+            return name, mod
+    return "baseline", _baseline
+
+
+simd, _kernels = _select()
 
 openmp_enabled = _kernels.openmp_enabled
 _threads._omp_max_threads = _kernels.omp_max_threads

@@ -1307,7 +1307,8 @@ cdef int _fill_geo(Geo* g, cnp.ndarray inp, cnp.ndarray outp, tuple kernel,
     g.sparse = g.kwn > 4 * (g.osz[2] + _ceildiv(g.isz[2], g.dl[2])) + 64
     g.square = (g.ks[0] == 1 and g.pd[0] == 0 and g.ks[1] == g.ks[2]
                 and (g.ks[2] == 2 or g.ks[2] == 3) and g.dl[1] == 1
-                and g.dl[2] == 1 and g.st[2] <= 2 and not g.sparse)
+                and g.dl[2] == 1 and g.st[2] <= 2 and not g.sparse
+                and g.kw0 == 0 and g.kwn == g.ks[2])  # the plan covers all taps
     return 0
 
 
