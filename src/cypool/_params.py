@@ -238,23 +238,47 @@ def check_dtype(x, allowed, op, argname="input"):
     raise TypeError(f"{op}: {argname} dtype {dt} is not supported (supported: {names})")
 
 
-def check_input(x, nd, op, allowed, argname="input"):
+def check_channels_last(value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"channels_last must be a bool, not {type(value).__name__}")
+    return bool(value)
+
+
+def layout_names(nd, channels_last):
+    """``("(C, H, W)", "(N, C, H, W)")`` or the channels-last forms."""
+    sp = _spatial_names(nd)
+    if channels_last:
+        return f"({sp}, C)", f"(N, {sp}, C)"
+    return f"(C, {sp})", f"(N, C, {sp})"
+
+
+def to_nc_first(a, channels_last):
+    """A ``(N, *spatial, C)`` array as an ``(N, C, *spatial)`` view."""
+    return np.moveaxis(a, -1, 1) if channels_last else a
+
+
+def check_input(x, nd, op, allowed, argname="input", channels_last=False):
     """Convert ``x`` to an ndarray with ``(N, C, *spatial)`` axes.
 
     Returns ``(x4, batched)`` where ``x4`` is a view (no copy) with a leading
-    batch axis added for unbatched input.
+    batch axis added for unbatched input, and, for ``channels_last`` input
+    ``(N, *spatial, C)``, the channel axis moved to the front (a strided
+    view: the compiled kernels read channels-last memory directly).
     """
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.ndim not in (nd + 1, nd + 2):
+        unb, bat = layout_names(nd, channels_last)
         raise ValueError(
-            f"{op}: {argname} must be {nd + 1}-D (C, {_spatial_names(nd)}) or "
-            f"{nd + 2}-D (N, C, {_spatial_names(nd)}), got {x.ndim}-D with shape {x.shape}"
+            f"{op}: {argname} must be {nd + 1}-D {unb} or {nd + 2}-D {bat}"
+            f"{' (channels_last=True)' if channels_last else ''}, "
+            f"got {x.ndim}-D with shape {x.shape}"
         )
     x = check_dtype(x, allowed, op, argname)
     batched = x.ndim == nd + 2
     if not batched:
         x = x[np.newaxis]
+    x = to_nc_first(x, channels_last)
     spatial = x.shape[2:]
     if any(s == 0 for s in spatial):
         raise ValueError(

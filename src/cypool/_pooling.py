@@ -20,8 +20,8 @@ import operator
 import numpy as np
 
 from . import _backend
-from ._params import (FLOAT_DTYPES, MAX_DTYPES, check_dtype, check_input,
-                      pool_geometry)
+from ._params import (FLOAT_DTYPES, MAX_DTYPES, check_channels_last, check_dtype,
+                      check_input, layout_names, pool_geometry, to_nc_first)
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -58,8 +58,19 @@ def _check_flag(value, name):
     return bool(value)
 
 
-def _check_input_shape(input_shape, nd, op):
-    """``input_shape`` of a backward call as a tuple; returns (shape4, batched)."""
+def _empty(shape4, dtype, channels_last):
+    """A C-contiguous result in the caller's layout, and its ``(N, C, *spatial)``
+    view for the backends."""
+    if channels_last:
+        a = np.empty((shape4[0],) + tuple(shape4[2:]) + (shape4[1],), dtype=dtype)
+    else:
+        a = np.empty(shape4, dtype=dtype)
+    return a, to_nc_first(a, channels_last)
+
+
+def _check_input_shape(input_shape, nd, op, channels_last=False):
+    """``input_shape`` of a backward call, in the caller's layout, as an
+    ``(N, C, *spatial)`` tuple; returns (shape4, batched)."""
     if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
         raise TypeError(f"{op}: input_shape must be a tuple of integers")
     shape = []
@@ -73,34 +84,45 @@ def _check_input_shape(input_shape, nd, op):
                 f"{op}: input_shape must hold integers, not {type(s).__name__}"
             ) from None
     if len(shape) not in (nd + 1, nd + 2):
+        unb, bat = layout_names(nd, channels_last)
         raise ValueError(
-            f"{op}: input_shape must have {nd + 1} or {nd + 2} entries, got {tuple(shape)}"
+            f"{op}: input_shape must have {nd + 1} entries {unb} or {nd + 2} "
+            f"entries {bat}, got {tuple(shape)}"
         )
     if any(s < 0 for s in shape):
         raise ValueError(f"{op}: input_shape must be non-negative, got {tuple(shape)}")
-    if any(s == 0 for s in shape[-nd:]):
+    spatial = shape[-nd - 1:-1] if channels_last else shape[-nd:]
+    if any(s == 0 for s in spatial):
         raise ValueError(
             f"{op}: input_shape has a zero-size spatial dimension: {tuple(shape)}"
         )
     batched = len(shape) == nd + 2
     if not batched:
         shape = [1] + shape
+    if channels_last:
+        shape = [shape[0], shape[-1]] + shape[1:-1]
     return tuple(shape), batched
 
 
-def _check_grad_output(grad_output, shape4, batched, geom, op):
-    """grad_output as (N, C, *out) float array matching the forward's output."""
+def _user_shape(shape4, batched, channels_last):
+    """An ``(N, C, *spatial)`` shape in the caller's layout."""
+    shape = tuple(shape4)
+    if channels_last:
+        shape = (shape[0],) + shape[2:] + (shape[1],)
+    return shape if batched else shape[1:]
+
+
+def _check_grad_output(grad_output, shape4, batched, geom, op, channels_last=False):
+    """grad_output as an (N, C, *out) float view matching the forward's output."""
     g = grad_output if isinstance(grad_output, np.ndarray) else np.asarray(grad_output)
     g = check_dtype(g, FLOAT_DTYPES, op, "grad_output")
-    expected = shape4[:2] + geom.out_size
-    if not batched:
-        expected = expected[1:]
+    expected = _user_shape(shape4[:2] + geom.out_size, batched, channels_last)
     if g.shape != expected:
         raise ValueError(
             f"{op}: grad_output has shape {g.shape}, but the forward output for "
-            f"input_shape {shape4 if batched else shape4[1:]} has shape {expected}"
+            f"input_shape {_user_shape(shape4, batched, channels_last)} has shape {expected}"
         )
-    return g if batched else g[np.newaxis]
+    return to_nc_first(g if batched else g[np.newaxis], channels_last)
 
 
 def _unbatch(a, batched):
@@ -110,40 +132,43 @@ def _unbatch(a, batched):
 # --------------------------------------------------------------- max pooling
 
 def _max_pool(nd, op, input, kernel_size, stride, padding, dilation, ceil_mode,
-              return_indices):
-    x, batched = check_input(input, nd, op, MAX_DTYPES)
+              return_indices, channels_last):
+    channels_last = check_channels_last(channels_last)
+    x, batched = check_input(input, nd, op, MAX_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, dilation,
                          ceil_mode, op)
     return_indices = _check_flag(return_indices, "return_indices")
-    out = np.empty(x.shape[:2] + geom.out_size, dtype=x.dtype)
-    idx = np.empty(out.shape, dtype=np.int64) if return_indices else None
-    _backend.current().max_pool(x, geom, out, idx)
+    shape4 = x.shape[:2] + geom.out_size
+    out, out4 = _empty(shape4, x.dtype, channels_last)
+    idx, idx4 = _empty(shape4, np.int64, channels_last) if return_indices else (None, None)
+    _backend.current().max_pool(x, geom, out4, idx4)
     if return_indices:
         return _unbatch(out, batched), _unbatch(idx, batched)
     return _unbatch(out, batched)
 
 
 def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
-                       stride, padding, dilation, ceil_mode):
-    shape4, batched = _check_input_shape(input_shape, nd, op)
+                       stride, padding, dilation, ceil_mode, channels_last):
+    channels_last = check_channels_last(channels_last)
+    shape4, batched = _check_input_shape(input_shape, nd, op, channels_last)
     geom = pool_geometry(nd, shape4[2:], kernel_size, stride, padding, dilation,
                          ceil_mode, op)
-    g = _check_grad_output(grad_output, shape4, batched, geom, op)
+    g = _check_grad_output(grad_output, shape4, batched, geom, op, channels_last)
     idx = indices if isinstance(indices, np.ndarray) else np.asarray(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{op}: indices must be an integer array, got dtype {idx.dtype}")
-    idx = idx if batched else idx[np.newaxis]
-    if idx.shape != g.shape:
+    expected = _user_shape(g.shape, batched, channels_last)
+    if idx.shape != expected:
         raise ValueError(
-            f"{op}: indices has shape {idx.shape if batched else idx.shape[1:]}, "
-            f"expected grad_output's shape {g.shape if batched else g.shape[1:]}"
+            f"{op}: indices has shape {idx.shape}, expected grad_output's shape {expected}"
         )
+    idx = to_nc_first(idx if batched else idx[np.newaxis], channels_last)
     if idx.dtype != np.int64:
         if idx.dtype == np.uint64 and idx.size and idx.max() >= 2**63:
             raise ValueError(f"{op}: indices out of range")
         idx = idx.astype(np.int64)
-    grad_input = np.empty(shape4, dtype=g.dtype)
-    if not _backend.current().max_pool_backward(g, idx, geom, grad_input):
+    grad_input, gi4 = _empty(shape4, g.dtype, channels_last)
+    if not _backend.current().max_pool_backward(g, idx, geom, gi4):
         raise ValueError(
             f"{op}: indices must lie in [0, {int(np.prod(shape4[2:]))}) (flat offsets "
             "into each input plane) or be -1"
@@ -152,7 +177,7 @@ def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False):
+               ceil_mode=False, return_indices=False, channels_last=False):
     """1-d max pooling of ``(N, C, L)`` or ``(C, L)`` input.
 
     Parameters follow ``torch.nn.functional.max_pool1d``: ``stride`` defaults
@@ -167,11 +192,11 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
     array([[3., 5.]])
     """
     return _max_pool(1, "max_pool1d", input, kernel_size, stride, padding,
-                     dilation, ceil_mode, return_indices)
+                     dilation, ceil_mode, return_indices, channels_last)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False):
+               ceil_mode=False, return_indices=False, channels_last=False):
     """2-d max pooling of ``(N, C, H, W)`` or ``(C, H, W)`` input.
 
     As ``torch.nn.functional.max_pool2d``; ints or per-dimension pairs for
@@ -187,21 +212,22 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
              [13., 15.]]]], dtype=float32)
     """
     return _max_pool(2, "max_pool2d", input, kernel_size, stride, padding,
-                     dilation, ceil_mode, return_indices)
+                     dilation, ceil_mode, return_indices, channels_last)
 
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False):
+               ceil_mode=False, return_indices=False, channels_last=False):
     """3-d max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input.
 
     As ``torch.nn.functional.max_pool3d``; indices are ``(d*H + h)*W + w``.
     """
     return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding,
-                     dilation, ceil_mode, return_indices)
+                     dilation, ceil_mode, return_indices, channels_last)
 
 
 def max_pool1d_backward(grad_output, indices, input_shape, kernel_size,
-                        stride=None, padding=0, dilation=1, ceil_mode=False):
+                        stride=None, padding=0, dilation=1, ceil_mode=False,
+                        channels_last=False):
     """Gradient of :func:`max_pool1d` with respect to its input.
 
     ``indices`` are those the forward returned; each output gradient is added
@@ -209,11 +235,12 @@ def max_pool1d_backward(grad_output, indices, input_shape, kernel_size,
     """
     return _max_pool_backward(1, "max_pool1d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
-                              dilation, ceil_mode)
+                              dilation, ceil_mode, channels_last)
 
 
 def max_pool2d_backward(grad_output, indices, input_shape, kernel_size,
-                        stride=None, padding=0, dilation=1, ceil_mode=False):
+                        stride=None, padding=0, dilation=1, ceil_mode=False,
+                        channels_last=False):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Examples
@@ -227,47 +254,51 @@ def max_pool2d_backward(grad_output, indices, input_shape, kernel_size,
     """
     return _max_pool_backward(2, "max_pool2d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
-                              dilation, ceil_mode)
+                              dilation, ceil_mode, channels_last)
 
 
 def max_pool3d_backward(grad_output, indices, input_shape, kernel_size,
-                        stride=None, padding=0, dilation=1, ceil_mode=False):
+                        stride=None, padding=0, dilation=1, ceil_mode=False,
+                        channels_last=False):
     """Gradient of :func:`max_pool3d` with respect to its input."""
     return _max_pool_backward(3, "max_pool3d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
-                              dilation, ceil_mode)
+                              dilation, ceil_mode, channels_last)
 
 
 # ----------------------------------------------------------- average pooling
 
 def _avg_pool(nd, op, input, kernel_size, stride, padding, ceil_mode,
-              count_include_pad, divisor_override):
-    x, batched = check_input(input, nd, op, FLOAT_DTYPES)
+              count_include_pad, divisor_override, channels_last):
+    channels_last = check_channels_last(channels_last)
+    x, batched = check_input(input, nd, op, FLOAT_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, 1,
                          ceil_mode, op)
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
-    out = np.empty(x.shape[:2] + geom.out_size, dtype=x.dtype)
-    _backend.current().avg_pool(x, geom, out, count_include_pad, divisor_override)
+    out, out4 = _empty(x.shape[:2] + geom.out_size, x.dtype, channels_last)
+    _backend.current().avg_pool(x, geom, out4, count_include_pad, divisor_override)
     return _unbatch(out, batched)
 
 
 def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
-                       padding, ceil_mode, count_include_pad, divisor_override):
-    shape4, batched = _check_input_shape(input_shape, nd, op)
+                       padding, ceil_mode, count_include_pad, divisor_override,
+                       channels_last):
+    channels_last = check_channels_last(channels_last)
+    shape4, batched = _check_input_shape(input_shape, nd, op, channels_last)
     geom = pool_geometry(nd, shape4[2:], kernel_size, stride, padding, 1,
                          ceil_mode, op)
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
-    g = _check_grad_output(grad_output, shape4, batched, geom, op)
-    grad_input = np.empty(shape4, dtype=g.dtype)
-    _backend.current().avg_pool_backward(g, geom, grad_input, count_include_pad,
+    g = _check_grad_output(grad_output, shape4, batched, geom, op, channels_last)
+    grad_input, gi4 = _empty(shape4, g.dtype, channels_last)
+    _backend.current().avg_pool_backward(g, geom, gi4, count_include_pad,
                                          divisor_override)
     return _unbatch(grad_input, batched)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+               count_include_pad=True, divisor_override=None, channels_last=False):
     """1-d average pooling of ``(N, C, L)`` or ``(C, L)`` float input.
 
     As ``torch.nn.functional.avg_pool1d``, plus ``divisor_override`` (which
@@ -282,11 +313,11 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     array([[1.5, 3.5, 5. ]])
     """
     return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override)
+                     ceil_mode, count_include_pad, divisor_override, channels_last)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+               count_include_pad=True, divisor_override=None, channels_last=False):
     """2-d average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` float input.
 
     As ``torch.nn.functional.avg_pool2d``.
@@ -300,43 +331,43 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             [10.5, 12.5]]])
     """
     return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override)
+                     ceil_mode, count_include_pad, divisor_override, channels_last)
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+               count_include_pad=True, divisor_override=None, channels_last=False):
     """3-d average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` float input.
 
     As ``torch.nn.functional.avg_pool3d``, except that inputs smaller than the
     kernel are accepted whenever the output is non-empty.
     """
     return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override)
+                     ceil_mode, count_include_pad, divisor_override, channels_last)
 
 
 def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None,
                         padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None):
+                        divisor_override=None, channels_last=False):
     """Gradient of :func:`avg_pool1d`: each output gradient, divided by its
     divisor, is added to every input element of its window."""
     return _avg_pool_backward(1, "avg_pool1d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
-                              count_include_pad, divisor_override)
+                              count_include_pad, divisor_override, channels_last)
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None,
                         padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None):
+                        divisor_override=None, channels_last=False):
     """Gradient of :func:`avg_pool2d` with respect to its input."""
     return _avg_pool_backward(2, "avg_pool2d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
-                              count_include_pad, divisor_override)
+                              count_include_pad, divisor_override, channels_last)
 
 
 def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None,
                         padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None):
+                        divisor_override=None, channels_last=False):
     """Gradient of :func:`avg_pool3d` with respect to its input."""
     return _avg_pool_backward(3, "avg_pool3d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
-                              count_include_pad, divisor_override)
+                              count_include_pad, divisor_override, channels_last)

@@ -905,6 +905,179 @@ cdef int _max_fwd(const pool_t* x, pool_t* out, int64_t* idx,
     return 0
 
 
+# ------------------------------------------------ channels-last forward
+# Output laid out (N, *spatial, C) with the channels contiguous (the caller's
+# ``channels_last``).  The unit of work is a run of output positions of one
+# (n, od, oh); for each position the in-bounds taps are visited in scan
+# order and each tap updates all C channels at once, so the inner loop runs
+# along the contiguous channel axis and vectorises.  The first in-bounds tap
+# initialises (PyTorch starts from -inf with the first tap's index, which
+# gives the same values and indices).  Indices are written directly.
+
+cdef inline void _tap_range(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d,
+                            Py_ssize_t L, Py_ssize_t* lo,
+                            Py_ssize_t* hi) noexcept nogil:
+    """Taps t in [lo, hi) with 0 <= start + t*d < L."""
+    lo[0] = _imax(0, _ceildiv(-start, d))
+    hi[0] = _imin(k, _ceildiv(L - start, d))
+    if hi[0] < lo[0]:
+        hi[0] = lo[0]
+
+
+cdef inline void _max_cl_pos(const pool_t* x, pool_t* o, int64_t* oi,
+                             const Geo* g, Py_ssize_t n, Py_ssize_t od,
+                             Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    cdef Py_ssize_t C = g.C, cs = g.xs[1], c, kd, kh, kw
+    cdef Py_ssize_t d0 = od * g.st[0] - g.pd[0], h0 = oh * g.st[1] - g.pd[1]
+    cdef Py_ssize_t w0 = ow * g.st[2] - g.pd[2], id_, ih, iw
+    cdef Py_ssize_t dlo, dhi, hlo, hhi, wlo, whi
+    cdef const pool_t* src
+    cdef int64_t flat
+    cdef bint first = True, take
+    cdef pool_t v
+    _tap_range(d0, g.ks[0], g.dl[0], g.isz[0], &dlo, &dhi)
+    _tap_range(h0, g.ks[1], g.dl[1], g.isz[1], &hlo, &hhi)
+    _tap_range(w0, g.ks[2], g.dl[2], g.isz[2], &wlo, &whi)
+    for kd in range(dlo, dhi):
+        id_ = d0 + kd * g.dl[0]
+        for kh in range(hlo, hhi):
+            ih = h0 + kh * g.dl[1]
+            for kw in range(wlo, whi):
+                iw = w0 + kw * g.dl[2]
+                src = x + n * g.xs[0] + id_ * g.xs[2] + ih * g.xs[3] + iw * g.xs[4]
+                flat = (id_ * g.isz[1] + ih) * g.isz[2] + iw
+                if first:
+                    first = False
+                    if cs == 1:
+                        for c in range(C):
+                            o[c] = src[c]
+                    else:
+                        for c in range(C):
+                            o[c] = src[c * cs]
+                    if oi != NULL:
+                        for c in range(C):
+                            oi[c] = flat
+                elif oi == NULL:
+                    if cs == 1:
+                        for c in range(C):
+                            v = src[c]
+                            o[c] = v if _takes(v, o[c]) else o[c]
+                    else:
+                        for c in range(C):
+                            v = src[c * cs]
+                            o[c] = v if _takes(v, o[c]) else o[c]
+                else:
+                    for c in range(C):
+                        v = src[c * cs]
+                        take = _takes(v, o[c])
+                        o[c] = v if take else o[c]
+                        oi[c] = flat if take else oi[c]
+    if first:
+        # the dilation hole: no tap in bounds
+        for c in range(C):
+            o[c] = _lowest(<pool_t>0)
+        if oi != NULL:
+            for c in range(C):
+                oi[c] = -1
+
+
+cdef inline void _decode_cl(const Geo* g, Py_ssize_t it, Py_ssize_t* n,
+                            Py_ssize_t* od, Py_ssize_t* oh0, Py_ssize_t* oh1,
+                            Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """Channels-last work item -> (n, od), output rows [oh0, oh1), columns
+    [a, b); every channel belongs to the item."""
+    cdef Py_ssize_t ch = it % g.nchunk
+    cdef Py_ssize_t bd
+    it = it // g.nchunk
+    bd = it % g.nband
+    it = it // g.nband
+    od[0] = it % g.osz[0]
+    n[0] = it // g.osz[0]
+    oh0[0] = bd * g.band
+    oh1[0] = _imin(oh0[0] + g.band, g.osz[1])
+    a[0] = ch * g.chunk
+    b[0] = _imin(a[0] + g.chunk, g.osz[2])
+
+
+cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
+                              const Geo* g, Py_ssize_t it) noexcept nogil:
+    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow
+    cdef int64_t* oi = NULL
+    _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+    for oh in range(oh0, oh1):
+        for ow in range(a, b):
+            if idx != NULL:
+                oi = idx + n * g.js[0] + od * g.js[2] + oh * g.js[3] + ow * g.js[4]
+            _max_cl_pos(x, out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4],
+                        oi, g, n, od, oh, ow)
+
+
+cdef int _max_fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
+                     Geo* g) noexcept nogil:
+    cdef Py_ssize_t nitems = g.N * g.osz[0] * g.nband * g.nchunk
+    cdef Py_ssize_t it
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _max_cl_item(x, out, idx, g, it)
+    return 0
+
+
+cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
+                              const int64_t* fac, int64_t override,
+                              Py_ssize_t it) noexcept nogil:
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, ow, kd, kh, kw, C = g.C
+    cdef Py_ssize_t cs = g.xs[1], d0, h0, w0, id_, ih, iw
+    cdef Py_ssize_t dlo, dhi, hlo, hhi, wlo, whi
+    cdef const real_t* src
+    cdef real_t* o
+    cdef real_t dv
+    _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+    d0 = od * g.st[0] - g.pd[0]
+    _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
+    for oh in range(oh0, oh1):
+        h0 = oh * g.st[1] - g.pd[1]
+        _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        for ow in range(a, b):
+            w0 = ow * g.st[2] - g.pd[2]
+            _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
+            o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+            for c in range(C):
+                o[c] = 0
+            for kd in range(dlo, dhi):
+                id_ = d0 + kd
+                for kh in range(hlo, hhi):
+                    ih = h0 + kh
+                    for kw in range(wlo, whi):
+                        iw = w0 + kw
+                        src = x + n * g.xs[0] + id_ * g.xs[2] + ih * g.xs[3] + iw * g.xs[4]
+                        if cs == 1:
+                            for c in range(C):
+                                o[c] = o[c] + src[c]
+                        else:
+                            for c in range(C):
+                                o[c] = o[c] + src[c * cs]
+            if override != 0:
+                dv = <real_t>override
+            else:
+                dv = <real_t>(fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow])
+            for c in range(C):
+                o[c] = o[c] / dv
+
+
+cdef int _avg_fwd_cl(const real_t* x, real_t* out, Geo* g, bint include_pad,
+                     int64_t override) noexcept nogil:
+    cdef Py_ssize_t nitems = g.N * g.osz[0] * g.nband * g.nchunk
+    cdef Py_ssize_t it
+    cdef int64_t* fac = _avg_factors(g, include_pad)
+    if fac == NULL:
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _avg_cl_item(x, out, g, fac, override, it)
+    free(fac)
+    return 0
+
+
 # ------------------------------------------------------------ avg forward
 
 cdef inline int64_t _avg_count(Py_ssize_t o, Py_ssize_t k, Py_ssize_t s,
@@ -1254,6 +1427,12 @@ cdef int _check5(cnp.ndarray a, int typenum, str name, Py_ssize_t* strides) exce
     return 0
 
 
+cdef bint _channels_last(const Geo* g, const Py_ssize_t* os) noexcept:
+    """Is the output laid out channels-last (channel axis contiguous, W not)?
+    Then the channels-last kernels run."""
+    return g.C > 1 and os[1] == 1 and os[4] != 1
+
+
 cdef int _check_writable(cnp.ndarray a, str name) except -1:
     if not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name} is read-only")
@@ -1369,17 +1548,44 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     g.square = g.square and g.xs[4] == 1
     _check5(out, typenum, "out", g.os)
     _check_writable(out, "out")
-    if g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
-        raise ValueError("out must be contiguous along the last axis")
+    cdef bint cl = _channels_last(&g, g.os)
+    if not cl and g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
+        raise ValueError("out must be contiguous along the last axis or the channel axis")
     if idx is not None:
         _check5(idx, cnp.NPY_INT64, "idx", g.js)
         _check_writable(idx, "idx")
         if not _same_shape(idx, out):
             raise ValueError("idx must have the output's shape")
-        if g.js[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
+        if cl and g.js[1] != 1:
+            raise ValueError("idx must be contiguous along the channel axis, as out is")
+        if not cl and g.js[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
             raise ValueError("idx must be contiguous along the last axis")
         ip = <int64_t*>cnp.PyArray_DATA(idx)
     if g.N * g.C == 0:
+        return
+    if cl:
+        _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
+               <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = _max_fwd_cl(<const float*>xp, <float*>op, ip, &g)
+            elif typenum == cnp.NPY_FLOAT64:
+                rc = _max_fwd_cl(<const double*>xp, <double*>op, ip, &g)
+            elif typenum == cnp.NPY_INT8:
+                rc = _max_fwd_cl(<const int8_t*>xp, <int8_t*>op, ip, &g)
+            elif typenum == cnp.NPY_UINT8:
+                rc = _max_fwd_cl(<const uint8_t*>xp, <uint8_t*>op, ip, &g)
+            elif typenum == cnp.NPY_INT16:
+                rc = _max_fwd_cl(<const int16_t*>xp, <int16_t*>op, ip, &g)
+            elif typenum == cnp.NPY_UINT16:
+                rc = _max_fwd_cl(<const uint16_t*>xp, <uint16_t*>op, ip, &g)
+            elif typenum == cnp.NPY_INT32:
+                rc = _max_fwd_cl(<const int32_t*>xp, <int32_t*>op, ip, &g)
+            elif typenum == cnp.NPY_INT64:
+                rc = _max_fwd_cl(<const int64_t*>xp, <int64_t*>op, ip, &g)
+            else:
+                rc = -3
+        _raise_rc(rc, "max pooling", x.dtype)
         return
     _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
            <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
@@ -1422,9 +1628,24 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     _check5(x, -1, "x", g.xs)
     _check5(out, typenum, "out", g.os)
     _check_writable(out, "out")
-    if g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
-        raise ValueError("out must be contiguous along the last axis")
+    cdef bint cl = _channels_last(&g, g.os)
+    if not cl and g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
+        raise ValueError("out must be contiguous along the last axis or the channel axis")
     if g.N * g.C == 0:
+        return
+    if cl:
+        _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
+               <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = _avg_fwd_cl(<const float*>xp, <float*>op, &g, count_include_pad,
+                                 divisor_override)
+            elif typenum == cnp.NPY_FLOAT64:
+                rc = _avg_fwd_cl(<const double*>xp, <double*>op, &g, count_include_pad,
+                                 divisor_override)
+            else:
+                rc = -3
+        _raise_rc(rc, "average pooling", x.dtype)
         return
     _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
            <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
