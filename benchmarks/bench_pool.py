@@ -151,6 +151,35 @@ def avg_bwd(name, kernel_size, stride=None, padding=0, ceil_mode=False,
     return Case(name, setup, cy, th, reads=("grad",))
 
 
+def cl_fwd(name, op, kernel_size, stride=None, shape=(32, 112, 112, 64),
+           quick_shape=(4, 56, 56, 64), dtype=np.float32, torch_nchw_copy=False,
+           **kw) -> Case:
+    """Channels-last forward: cypool on ``(N, H, W, C)`` (``channels_last=True``)
+    vs PyTorch on the same memory as an NCHW tensor in ``channels_last``
+    memory format (its vectorised channels-last kernel).  ``torch_nchw_copy``:
+    PyTorch gets an NCHW copy instead (made inside the timed call), where its
+    channels-last kernel rejects the input."""
+    def setup(shp):
+        x = make_data("random", shp, dtype=np.float32)
+        if np.dtype(dtype).kind in "iu":
+            x = (np.abs(x) * 60).astype(dtype)
+        return {"x": x}
+
+    def cy(c):
+        return getattr(cypool, op)(c["x"], kernel_size, stride, channels_last=True, **kw)
+
+    def th(t):
+        x = t["x"]
+        x4 = (x[None] if x.dim() == 3 else x).permute(0, 3, 1, 2)
+        if torch_nchw_copy:
+            x4 = x4.contiguous()  # timed: a user of this input must pay it too
+        y = getattr(F, op)(x4, kernel_size, stride, **kw).permute(0, 2, 3, 1)
+        return y[0] if x.dim() == 3 else y
+
+    return Case(name, setup, cy, th, reads=("x",), shape=shape, quick_shape=quick_shape,
+                exact=op.startswith("max"))
+
+
 CASES: list[Case] = [
     fwd("max k2s2", "max_pool2d", 2, 2),
     fwd("max k2s2 ramp", "max_pool2d", 2, 2, data="ramp"),
@@ -159,6 +188,14 @@ CASES: list[Case] = [
     fwd("avg k2s2", "avg_pool2d", 2, 2),
     max_bwd("max k3s2p1 backward", 3, 2, 1),
     avg_bwd("avg k2s2 backward", 2, 2),
+    cl_fwd("channels-last max k3s2p1", "max_pool2d", 3, 2, padding=1),
+    cl_fwd("channels-last avg k2s2", "avg_pool2d", 2, 2),
+    # torch 2.13's channels-last uint8 max pooling raises "Expected input_depth *
+    # input_height * input_width <= std::numeric_limits<integer_t>::max()" on
+    # this image, so its peer is the NCHW kernel on a copy
+    cl_fwd("channels-last max k2s2 uint8 image (torch: NCHW copy)", "max_pool2d", 2, 2,
+           shape=(4096, 4096, 3), quick_shape=(512, 512, 3), dtype=np.uint8,
+           torch_nchw_copy=True),
 ]
 
 
@@ -336,6 +373,7 @@ def run_case(case: Case, shape, threads, warmup, repeat, with_reference, log):
         tctx = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                 for k, v in ctx.items()}
     in_shape = tuple(ctx["x"].shape) if "x" in ctx else None
+    ctx_dtype = ctx["x"].dtype if "x" in ctx else np.dtype(np.float32)
     n_elements = int(np.prod(in_shape)) if in_shape else 0
     reference = with_reference and n_elements < REFERENCE_MAX_ELEMENTS
     in_bytes = sum(ctx[k].nbytes for k in case.reads)
@@ -371,7 +409,7 @@ def run_case(case: Case, shape, threads, warmup, repeat, with_reference, log):
     return {
         "case": case.name,
         "input_shape": list(in_shape) if in_shape else None,
-        "dtype": "float32",
+        "dtype": str(ctx_dtype),
         "bytes_read": in_bytes,
         "bytes_written": out_bytes,
         "torch_matches": match,

@@ -133,3 +133,25 @@ def test_channels_last_matches_torch():
             avg = cypool.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False,
                                     channels_last=True)
             np.testing.assert_allclose(avg, np.moveaxis(want_avg.numpy(), 1, -1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 10, 40), (1, 64, 64, 48), (3, 7, 5, 33)])
+def test_channels_last_backward_channel_blocks(shape):
+    """N smaller than the work wanted per thread: the compiled channels-last
+    backward cuts the channels into blocks (each thread owns some)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(np.float64)
+    xn = np.moveaxis(x, -1, 1)
+    with cypool.backend("reference"):
+        y, idx = cypool.max_pool2d(xn, 3, 2, 1, return_indices=True)
+        g = rng.standard_normal(y.shape)
+        ref_max = cypool.max_pool2d_backward(g, idx, xn.shape, 3, 2, 1)
+        ref_avg = cypool.avg_pool2d_backward(g, xn.shape, 3, 2, 1)
+    for name in cypool.available_backends():
+        with cypool.backend(name), cypool.num_threads(2):
+            got = cypool.max_pool2d_backward(to_cl(g, 2, True), to_cl(idx, 2, True), x.shape,
+                                             3, 2, 1, channels_last=True)
+            np.testing.assert_array_equal(from_cl(got, 2), ref_max)
+            got = cypool.avg_pool2d_backward(to_cl(g, 2, True), x.shape, 3, 2, 1,
+                                             channels_last=True)
+            np.testing.assert_allclose(from_cl(got, 2), ref_avg, rtol=1e-13, atol=1e-15)

@@ -1295,6 +1295,143 @@ cdef int _max_bwd(const real_t* go, const int64_t* idx, real_t* gi,
     return -2 if anybad else 0
 
 
+# ---------------------------------------------- channels-last backward
+# Gradients laid out (N, *spatial, C) with the channels contiguous.  Each work
+# item owns one sample n and a block of channels [c0, c1): it zeroes that
+# part of the input gradient and scatters every output gradient of its
+# channels into it, outputs in C order (deterministic, no races, the same
+# accumulation order as the planar kernels).  The inner loops run along the
+# contiguous channel axis.
+
+cdef inline void _cl_block(const Geo* g, Py_ssize_t it, Py_ssize_t cb,
+                           Py_ssize_t* n, Py_ssize_t* c0,
+                           Py_ssize_t* c1) noexcept nogil:
+    cdef Py_ssize_t nb = (g.C + cb - 1) // cb
+    n[0] = it // nb
+    c0[0] = (it % nb) * cb
+    c1[0] = _imin(c0[0] + cb, g.C)
+
+
+cdef inline void _zero_cl(real_t* gp, const Geo* g, Py_ssize_t c0,
+                          Py_ssize_t c1) noexcept nogil:
+    cdef Py_ssize_t s, c, e = g.xs[4], P = g.isz[0] * g.isz[1] * g.isz[2]
+    if c0 == 0 and c1 == g.C and e == g.C:
+        memset(gp, 0, P * g.C * sizeof(real_t))
+    else:
+        for s in range(P):
+            for c in range(c0, c1):
+                gp[s * e + c] = 0
+
+
+cdef inline void _max_bwd_cl_item(const real_t* go, const int64_t* idx,
+                                  real_t* gi, const Geo* g, Py_ssize_t it,
+                                  Py_ssize_t cb, int* bad) noexcept nogil:
+    cdef Py_ssize_t n, c0, c1, c, od, oh, ow, e = g.xs[4]
+    cdef Py_ssize_t P = g.isz[0] * g.isz[1] * g.isz[2]
+    cdef const real_t* gop
+    cdef const int64_t* ip
+    cdef real_t* gp
+    cdef int64_t i
+    _cl_block(g, it, cb, &n, &c0, &c1)
+    gp = gi + n * g.xs[0]
+    _zero_cl(gp, g, c0, c1)
+    for od in range(g.osz[0]):
+        for oh in range(g.osz[1]):
+            for ow in range(g.osz[2]):
+                gop = go + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+                ip = idx + n * g.js[0] + od * g.js[2] + oh * g.js[3] + ow * g.js[4]
+                for c in range(c0, c1):
+                    i = ip[c]
+                    if <uint64_t>i < <uint64_t>P:
+                        gp[i * e + c] += gop[c]
+                    elif i != -1:
+                        bad[0] = 1
+
+
+cdef int _max_bwd_cl(const real_t* go, const int64_t* idx, real_t* gi,
+                     Geo* g, Py_ssize_t cb) noexcept nogil:
+    cdef Py_ssize_t it, nitems = g.N * ((g.C + cb - 1) // cb)
+    cdef int* bad
+    cdef int tid, anybad = 0
+    cdef Py_ssize_t slot = LINE // sizeof(int)
+    bad = <int*>malloc(g.nthreads * LINE)
+    if bad == NULL:
+        return -1
+    for tid in range(g.nthreads):
+        bad[tid * slot] = 0
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        for it in prange(nitems, schedule='static'):
+            _max_bwd_cl_item(go, idx, gi, g, it, cb, bad + tid * slot)
+    for tid in range(g.nthreads):
+        anybad = anybad | bad[tid * slot]
+    free(bad)
+    return -2 if anybad else 0
+
+
+cdef inline void _avg_bwd_cl_item(const real_t* go, real_t* gi, const Geo* g,
+                                  const int64_t* fac, int64_t override,
+                                  Py_ssize_t it, Py_ssize_t cb) noexcept nogil:
+    cdef Py_ssize_t n, c0, c1, c, od, oh, ow, kd, kh, kw, e = g.xs[4]
+    cdef Py_ssize_t d0, h0, w0, dlo, dhi, hlo, hhi, wlo, whi
+    cdef const real_t* gop
+    cdef real_t* gp
+    cdef real_t* dst
+    cdef real_t dv
+    _cl_block(g, it, cb, &n, &c0, &c1)
+    gp = gi + n * g.xs[0]
+    _zero_cl(gp, g, c0, c1)
+    for od in range(g.osz[0]):
+        d0 = od * g.st[0] - g.pd[0]
+        _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
+        for oh in range(g.osz[1]):
+            h0 = oh * g.st[1] - g.pd[1]
+            _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+            for ow in range(g.osz[2]):
+                w0 = ow * g.st[2] - g.pd[2]
+                _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
+                gop = go + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+                if override != 0:
+                    dv = <real_t>override
+                else:
+                    dv = <real_t>(fac[od] * fac[g.osz[0] + oh]
+                                  * fac[g.osz[0] + g.osz[1] + ow])
+                for kd in range(dlo, dhi):
+                    for kh in range(hlo, hhi):
+                        for kw in range(wlo, whi):
+                            dst = gp + (((d0 + kd) * g.isz[1] + h0 + kh) * g.isz[2]
+                                        + w0 + kw) * e
+                            for c in range(c0, c1):
+                                dst[c] += gop[c] / dv
+
+
+cdef int _avg_bwd_cl(const real_t* go, real_t* gi, Geo* g, bint include_pad,
+                     int64_t override, Py_ssize_t cb) noexcept nogil:
+    cdef Py_ssize_t it, nitems = g.N * ((g.C + cb - 1) // cb)
+    cdef int64_t* fac = _avg_factors(g, include_pad)
+    if fac == NULL:
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _avg_bwd_cl_item(go, gi, g, fac, override, it, cb)
+    free(fac)
+    return 0
+
+
+cdef Py_ssize_t _cl_split(Geo* g, int nthreads, double work) noexcept:
+    """Channel block size of the channels-last backward: whole samples while
+    there are enough of them (4 per thread), else channels cut into blocks
+    (at least 16 wide) so that N=1 still feeds every thread."""
+    cdef Py_ssize_t want = 4 * nthreads if nthreads > 1 else 1
+    cdef Py_ssize_t nb = 1, cb
+    if g.N < want:
+        nb = _imin(_imax(1, g.C // 16), (want + g.N - 1) // _imax(g.N, 1))
+    cb = (g.C + nb - 1) // nb
+    g.nthreads = <int>_imax(1, _imin(nthreads, g.N * ((g.C + cb - 1) // cb)))
+    g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
+    return cb
+
+
 # ----------------------------------------------------------- avg backward
 # Gather by input row: each work item owns a chunk of one input-gradient row
 # and adds the contributions of every output window that covers it, so no two
@@ -1431,6 +1568,14 @@ cdef bint _channels_last(const Geo* g, const Py_ssize_t* os) noexcept:
     """Is the output laid out channels-last (channel axis contiguous, W not)?
     Then the channels-last kernels run."""
     return g.C > 1 and os[1] == 1 and os[4] != 1
+
+
+cdef bint _uniform_planes(const Geo* g) noexcept:
+    """Input-gradient positions at a uniform positive stride (``e`` apart):
+    the flat in-plane index times ``xs[4]`` addresses them."""
+    return g.xs[4] >= 1 and (
+        g.isz[1] == 1 or g.xs[3] == g.isz[2] * g.xs[4]) and (
+        g.isz[0] == 1 or g.xs[2] == g.isz[1] * g.isz[2] * g.xs[4])
 
 
 cdef int _check_writable(cnp.ndarray a, str name) except -1:
@@ -1685,6 +1830,20 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
         raise ValueError("idx must have grad_out's shape")
     if g.N * g.C == 0:
         return True
+    cdef Py_ssize_t cb
+    if (_channels_last(&g, g.xs) and g.os[1] == 1 and g.js[1] == 1
+            and _uniform_planes(&g)):
+        cb = _cl_split(&g, nthreads, <double>g.N * g.C * (
+            g.osz[0] * g.osz[1] * g.osz[2] + g.isz[0] * g.isz[1] * g.isz[2]))
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = _max_bwd_cl(<const float*>gop, ip, <float*>gip, &g, cb)
+            elif typenum == cnp.NPY_FLOAT64:
+                rc = _max_bwd_cl(<const double*>gop, ip, <double*>gip, &g, cb)
+            else:
+                rc = -3
+        _raise_rc(rc, "max pooling backward", grad_out.dtype)
+        return rc == 0
     if g.isz[0] * g.isz[1] * g.isz[2] > 1 and (
             g.xs[4] < 1
             or (g.isz[1] > 1 and g.xs[3] != g.isz[2] * g.xs[4])
@@ -1720,6 +1879,21 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
     _check5(grad_in, typenum, "grad_in", g.xs)
     _check_writable(grad_in, "grad_in")
     if g.N * g.C == 0:
+        return
+    cdef Py_ssize_t cb
+    if _channels_last(&g, g.xs) and g.os[1] == 1 and _uniform_planes(&g):
+        cb = _cl_split(&g, nthreads, <double>g.N * g.C * g.isz[0] * g.isz[1]
+                       * g.isz[2] * _taps_per_window(&g))
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = _avg_bwd_cl(<const float*>gop, <float*>gip, &g, count_include_pad,
+                                 divisor_override, cb)
+            elif typenum == cnp.NPY_FLOAT64:
+                rc = _avg_bwd_cl(<const double*>gop, <double*>gip, &g, count_include_pad,
+                                 divisor_override, cb)
+            else:
+                rc = -3
+        _raise_rc(rc, "average pooling backward", grad_out.dtype)
         return
     # items are input rows (and chunks of them)
     _split(&g, g.N * g.C * g.isz[0] * g.isz[1], 1, g.isz[2], nthreads,
