@@ -11,6 +11,19 @@ backend (:mod:`cypool._backend`).
 Arrays are laid out ``(N, C, *spatial)``; unbatched ``(C, *spatial)`` input is
 accepted and gives unbatched output.  Results are C-contiguous arrays of the
 input's dtype; indices are int64 flat offsets into each ``(n, c)`` plane.
+
+Keywords every operator takes:
+
+``channels_last=False``
+    ``True``: arrays are ``(N, *spatial, C)`` (or unbatched ``(*spatial, C)``),
+    results too; identical to transposing in and out (indices keep indexing
+    the spatial plane), without the copies: the compiled backend has
+    channels-last kernels that run along the contiguous channel axis.
+``out=None``
+    A preallocated result: a writeable, C-contiguous array of exactly the
+    result's shape (in the caller's layout) and dtype, not overlapping any
+    input.  It is filled and returned.  With ``return_indices=True`` it is a
+    ``(values, indices)`` pair (or just the values array).
 """
 
 from __future__ import annotations
@@ -66,6 +79,33 @@ def _empty(shape4, dtype, channels_last):
     else:
         a = np.empty(shape4, dtype=dtype)
     return a, to_nc_first(a, channels_last)
+
+
+def _result(out, shape4, dtype, channels_last, batched, op, name, operands):
+    """The caller's preallocated ``out`` (checked) or a new array, and its
+    ``(N, C, *spatial)`` view for the backends.
+
+    ``out`` must be a writeable, C-contiguous ndarray of exactly the result's
+    shape (in the caller's layout) and dtype, and must not overlap any of the
+    ``operands`` the call reads."""
+    if out is None:
+        a, a4 = _empty(shape4, dtype, channels_last)
+        return (a if batched else a[0]), a4
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, not {type(out).__name__}")
+    expected = _user_shape(shape4, batched, channels_last)
+    if out.dtype != np.dtype(dtype):
+        raise TypeError(f"{op}: {name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if out.shape != expected:
+        raise ValueError(f"{op}: {name} must have shape {expected}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: {name} is read-only")
+    for a in operands:
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{op}: {name} must not overlap the arrays the call reads")
+    return out, to_nc_first(out if batched else out[np.newaxis], channels_last)
 
 
 def _check_input_shape(input_shape, nd, op, channels_last=False):
@@ -125,30 +165,37 @@ def _check_grad_output(grad_output, shape4, batched, geom, op, channels_last=Fal
     return to_nc_first(g if batched else g[np.newaxis], channels_last)
 
 
-def _unbatch(a, batched):
-    return a if batched else a[0]
-
-
 # --------------------------------------------------------------- max pooling
 
 def _max_pool(nd, op, input, kernel_size, stride, padding, dilation, ceil_mode,
-              return_indices, channels_last):
+              return_indices, channels_last, out):
     channels_last = check_channels_last(channels_last)
     x, batched = check_input(input, nd, op, MAX_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, dilation,
                          ceil_mode, op)
     return_indices = _check_flag(return_indices, "return_indices")
     shape4 = x.shape[:2] + geom.out_size
-    out, out4 = _empty(shape4, x.dtype, channels_last)
-    idx, idx4 = _empty(shape4, np.int64, channels_last) if return_indices else (None, None)
-    _backend.current().max_pool(x, geom, out4, idx4)
+    out_idx = None
+    if return_indices and isinstance(out, tuple):
+        if len(out) != 2:
+            raise ValueError(f"{op}: out must be an array or a (values, indices) pair")
+        out, out_idx = out
+    elif isinstance(out, tuple):
+        raise TypeError(f"{op}: out must be an array (a (values, indices) pair only "
+                        "with return_indices=True)")
+    res, res4 = _result(out, shape4, x.dtype, channels_last, batched, op, "out", (x,))
+    idx = idx4 = None
     if return_indices:
-        return _unbatch(out, batched), _unbatch(idx, batched)
-    return _unbatch(out, batched)
+        idx, idx4 = _result(out_idx, shape4, np.int64, channels_last, batched, op,
+                            "out indices", (x, res))
+    _backend.current().max_pool(x, geom, res4, idx4)
+    if return_indices:
+        return res, idx
+    return res
 
 
 def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
-                       stride, padding, dilation, ceil_mode, channels_last):
+                       stride, padding, dilation, ceil_mode, channels_last, out):
     channels_last = check_channels_last(channels_last)
     shape4, batched = _check_input_shape(input_shape, nd, op, channels_last)
     geom = pool_geometry(nd, shape4[2:], kernel_size, stride, padding, dilation,
@@ -167,17 +214,18 @@ def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
         if idx.dtype == np.uint64 and idx.size and idx.max() >= 2**63:
             raise ValueError(f"{op}: indices out of range")
         idx = idx.astype(np.int64)
-    grad_input, gi4 = _empty(shape4, g.dtype, channels_last)
+    grad_input, gi4 = _result(out, shape4, g.dtype, channels_last, batched, op, "out",
+                              (grad_output, indices))
     if not _backend.current().max_pool_backward(g, idx, geom, gi4):
         raise ValueError(
             f"{op}: indices must lie in [0, {int(np.prod(shape4[2:]))}) (flat offsets "
             "into each input plane) or be -1"
         )
-    return _unbatch(grad_input, batched)
+    return grad_input
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False, channels_last=False):
+               ceil_mode=False, return_indices=False, channels_last=False, out=None):
     """1-d max pooling of ``(N, C, L)`` or ``(C, L)`` input.
 
     Parameters follow ``torch.nn.functional.max_pool1d``: ``stride`` defaults
@@ -192,11 +240,11 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
     array([[3., 5.]])
     """
     return _max_pool(1, "max_pool1d", input, kernel_size, stride, padding,
-                     dilation, ceil_mode, return_indices, channels_last)
+                     dilation, ceil_mode, return_indices, channels_last, out)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False, channels_last=False):
+               ceil_mode=False, return_indices=False, channels_last=False, out=None):
     """2-d max pooling of ``(N, C, H, W)`` or ``(C, H, W)`` input.
 
     As ``torch.nn.functional.max_pool2d``; ints or per-dimension pairs for
@@ -212,22 +260,22 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
              [13., 15.]]]], dtype=float32)
     """
     return _max_pool(2, "max_pool2d", input, kernel_size, stride, padding,
-                     dilation, ceil_mode, return_indices, channels_last)
+                     dilation, ceil_mode, return_indices, channels_last, out)
 
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False, channels_last=False):
+               ceil_mode=False, return_indices=False, channels_last=False, out=None):
     """3-d max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input.
 
     As ``torch.nn.functional.max_pool3d``; indices are ``(d*H + h)*W + w``.
     """
     return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding,
-                     dilation, ceil_mode, return_indices, channels_last)
+                     dilation, ceil_mode, return_indices, channels_last, out)
 
 
 def max_pool1d_backward(grad_output, indices, input_shape, kernel_size,
                         stride=None, padding=0, dilation=1, ceil_mode=False,
-                        channels_last=False):
+                        channels_last=False, out=None):
     """Gradient of :func:`max_pool1d` with respect to its input.
 
     ``indices`` are those the forward returned; each output gradient is added
@@ -235,12 +283,12 @@ def max_pool1d_backward(grad_output, indices, input_shape, kernel_size,
     """
     return _max_pool_backward(1, "max_pool1d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
-                              dilation, ceil_mode, channels_last)
+                              dilation, ceil_mode, channels_last, out)
 
 
 def max_pool2d_backward(grad_output, indices, input_shape, kernel_size,
                         stride=None, padding=0, dilation=1, ceil_mode=False,
-                        channels_last=False):
+                        channels_last=False, out=None):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Examples
@@ -254,36 +302,37 @@ def max_pool2d_backward(grad_output, indices, input_shape, kernel_size,
     """
     return _max_pool_backward(2, "max_pool2d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
-                              dilation, ceil_mode, channels_last)
+                              dilation, ceil_mode, channels_last, out)
 
 
 def max_pool3d_backward(grad_output, indices, input_shape, kernel_size,
                         stride=None, padding=0, dilation=1, ceil_mode=False,
-                        channels_last=False):
+                        channels_last=False, out=None):
     """Gradient of :func:`max_pool3d` with respect to its input."""
     return _max_pool_backward(3, "max_pool3d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
-                              dilation, ceil_mode, channels_last)
+                              dilation, ceil_mode, channels_last, out)
 
 
 # ----------------------------------------------------------- average pooling
 
 def _avg_pool(nd, op, input, kernel_size, stride, padding, ceil_mode,
-              count_include_pad, divisor_override, channels_last):
+              count_include_pad, divisor_override, channels_last, out):
     channels_last = check_channels_last(channels_last)
     x, batched = check_input(input, nd, op, FLOAT_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, 1,
                          ceil_mode, op)
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
-    out, out4 = _empty(x.shape[:2] + geom.out_size, x.dtype, channels_last)
-    _backend.current().avg_pool(x, geom, out4, count_include_pad, divisor_override)
-    return _unbatch(out, batched)
+    res, res4 = _result(out, x.shape[:2] + geom.out_size, x.dtype, channels_last,
+                        batched, op, "out", (x,))
+    _backend.current().avg_pool(x, geom, res4, count_include_pad, divisor_override)
+    return res
 
 
 def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
                        padding, ceil_mode, count_include_pad, divisor_override,
-                       channels_last):
+                       channels_last, out):
     channels_last = check_channels_last(channels_last)
     shape4, batched = _check_input_shape(input_shape, nd, op, channels_last)
     geom = pool_geometry(nd, shape4[2:], kernel_size, stride, padding, 1,
@@ -291,14 +340,16 @@ def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
     g = _check_grad_output(grad_output, shape4, batched, geom, op, channels_last)
-    grad_input, gi4 = _empty(shape4, g.dtype, channels_last)
+    grad_input, gi4 = _result(out, shape4, g.dtype, channels_last, batched, op, "out",
+                              (grad_output,))
     _backend.current().avg_pool_backward(g, geom, gi4, count_include_pad,
                                          divisor_override)
-    return _unbatch(grad_input, batched)
+    return grad_input
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, channels_last=False):
+               count_include_pad=True, divisor_override=None, channels_last=False,
+               out=None):
     """1-d average pooling of ``(N, C, L)`` or ``(C, L)`` float input.
 
     As ``torch.nn.functional.avg_pool1d``, plus ``divisor_override`` (which
@@ -313,11 +364,12 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     array([[1.5, 3.5, 5. ]])
     """
     return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override, channels_last)
+                     ceil_mode, count_include_pad, divisor_override, channels_last, out)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, channels_last=False):
+               count_include_pad=True, divisor_override=None, channels_last=False,
+               out=None):
     """2-d average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` float input.
 
     As ``torch.nn.functional.avg_pool2d``.
@@ -331,43 +383,44 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             [10.5, 12.5]]])
     """
     return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override, channels_last)
+                     ceil_mode, count_include_pad, divisor_override, channels_last, out)
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, channels_last=False):
+               count_include_pad=True, divisor_override=None, channels_last=False,
+               out=None):
     """3-d average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` float input.
 
     As ``torch.nn.functional.avg_pool3d``, except that inputs smaller than the
     kernel are accepted whenever the output is non-empty.
     """
     return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override, channels_last)
+                     ceil_mode, count_include_pad, divisor_override, channels_last, out)
 
 
 def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None,
                         padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None, channels_last=False):
+                        divisor_override=None, channels_last=False, out=None):
     """Gradient of :func:`avg_pool1d`: each output gradient, divided by its
     divisor, is added to every input element of its window."""
     return _avg_pool_backward(1, "avg_pool1d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
-                              count_include_pad, divisor_override, channels_last)
+                              count_include_pad, divisor_override, channels_last, out)
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None,
                         padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None, channels_last=False):
+                        divisor_override=None, channels_last=False, out=None):
     """Gradient of :func:`avg_pool2d` with respect to its input."""
     return _avg_pool_backward(2, "avg_pool2d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
-                              count_include_pad, divisor_override, channels_last)
+                              count_include_pad, divisor_override, channels_last, out)
 
 
 def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None,
                         padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None, channels_last=False):
+                        divisor_override=None, channels_last=False, out=None):
     """Gradient of :func:`avg_pool3d` with respect to its input."""
     return _avg_pool_backward(3, "avg_pool3d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
-                              count_include_pad, divisor_override, channels_last)
+                              count_include_pad, divisor_override, channels_last, out)
