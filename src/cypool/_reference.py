@@ -93,27 +93,37 @@ def max_pool(x, geom, out, indices):
     in-plane offset of the winner.  A window whose values are all the lowest
     value keeps its first in-bounds tap; one with no in-bounds tap at all
     (possible with dilation) is ``-inf`` (the dtype's minimum for integers)
-    with index -1.
+    with index -1.  Indices are only computed when asked for.
     """
-    low = _lowest(x.dtype)
-    flat = np.arange(np.prod(geom.in_size), dtype=np.int64).reshape(geom.in_size)
-    best = np.full(x.shape[:2] + geom.out_size, low, dtype=x.dtype)
-    best_idx = np.full(best.shape, -1, dtype=np.int64)
-    seen = np.zeros(geom.out_size, dtype=bool)  # window met an in-bounds tap?
+    best = np.full(x.shape[:2] + geom.out_size, _lowest(x.dtype), dtype=x.dtype)
+    if indices is not None:
+        best_idx = np.full(best.shape, -1, dtype=np.int64)
+        seen = np.zeros(geom.out_size, dtype=bool)  # window met an in-bounds tap?
     for osl, isl in _taps(geom):
         v = x[ALL + isl]
-        p = flat[isl]
         b = best[ALL + osl]
-        bi = best_idx[ALL + osl]
-        first = ~seen[osl]  # PyTorch's initial index: the first in-bounds tap
-        bi[...] = np.where(first, p, bi)
-        seen[osl] = True
         take = (v > b) | (v != v)  # larger, or NaN
+        if indices is not None:
+            p = _flat_index(geom.in_size, isl)
+            bi = best_idx[ALL + osl]
+            first = ~seen[osl]  # PyTorch's initial index: the first in-bounds tap
+            seen[osl] = True
+            bi[...] = np.where(take | first, p, bi)
         b[...] = np.where(take, v, b)
-        bi[...] = np.where(take, p, bi)
     out[...] = best
     if indices is not None:
         indices[...] = best_idx
+
+
+def _flat_index(in_size, isl):
+    """Flat in-plane offsets ``(d*H + h)*W + w`` of the input elements that
+    the slices ``isl`` select, in the slices' shape."""
+    plane_strides = np.cumprod((1,) + tuple(in_size[:0:-1]))[::-1]
+    flat = np.zeros((), dtype=np.int64)
+    for sl, stride in zip(isl, plane_strides):
+        flat = np.add.outer(flat, np.arange(sl.start, sl.stop, sl.step, dtype=np.int64)
+                            * int(stride))
+    return flat
 
 
 def max_pool_backward(grad_output, indices, geom, grad_input):
