@@ -37,6 +37,11 @@ def _cases(rng):
     yield "avg_pool2d k3 s2 p1", cypool.avg_pool2d, (x2, 3, 2, 1), {"count_include_pad": False}
     yield "avg_pool2d same", cypool.avg_pool2d, (x2, 4, 3, "same"), {"count_include_pad": False}
     yield "avg_pool3d k3 s2 p1 ceil", cypool.avg_pool3d, (x3, 3, 2, 1), {"ceil_mode": True}
+    yield "avg_pool2d uint8 k2 nearest", cypool.avg_pool2d, (xu, 2), {"rounding": "nearest"}
+    xcl = np.ascontiguousarray(np.moveaxis(x2, 1, -1))
+    yield "max_pool2d channels-last k3 s2 p1", cypool.max_pool2d, (xcl, 3, 2, 1), {
+        "channels_last": True, "return_indices": True}
+    yield "avg_pool2d channels-last k2", cypool.avg_pool2d, (xcl, 2), {"channels_last": True}
     g2 = rng.standard_normal((2, 5, 17, 21)).astype(np.float32)
     _, idx = cypool.max_pool2d(x2, 3, 2, 1, ceil_mode=True, return_indices=True)
     yield "max_pool2d_backward", cypool.max_pool2d_backward, (g2, idx, x2.shape, 3, 2, 1), {"ceil_mode": True}

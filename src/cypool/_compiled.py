@@ -131,13 +131,13 @@ def max_pool_backward(grad_output, indices, geom, grad_input):
                 _as5d(grad_output, nd), _as5d(indices, nd), _as5d(grad_input, nd))
 
 
-def avg_pool(x, geom, out, count_include_pad, divisor_override):
+def avg_pool(x, geom, out, count_include_pad, divisor_override, rounding="truncate"):
     nd = geom.nd
     _run(_kernels.avg_pool_forward,
          _as5d(x, nd), _as5d(out, nd),
          _three(geom.kernel, 1), _three(geom.stride, 1),
          _three(geom.pad_before, 0), _three(geom.pad_after, 0),
-         count_include_pad, divisor_override or 0)
+         count_include_pad, divisor_override or 0, rounding == "nearest")
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,

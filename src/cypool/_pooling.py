@@ -19,6 +19,12 @@ Keywords every operator takes:
     results too; identical to transposing in and out (indices keep indexing
     the spatial plane), without the copies: the compiled backend has
     channels-last kernels that run along the contiguous channel axis.
+``rounding="truncate"`` (average pooling)
+    Integer input (every integer dtype) is summed in int64 and divided
+    exactly; the quotient is rounded toward zero (``"truncate"``, PyTorch's
+    rule for int64) or to nearest with ties to even (``"nearest"``, unbiased
+    means for image pyramids) and returned in the input's dtype.  No effect
+    on floating input.
 ``out=None``
     A preallocated result: a writeable, C-contiguous array of exactly the
     result's shape (in the caller's layout) and dtype, not overlapping any
@@ -316,17 +322,27 @@ def max_pool3d_backward(grad_output, indices, input_shape, kernel_size,
 
 # ----------------------------------------------------------- average pooling
 
+def _check_rounding(rounding):
+    if not isinstance(rounding, str):
+        raise TypeError(f"rounding must be 'truncate' or 'nearest', not {type(rounding).__name__}")
+    if rounding not in ("truncate", "nearest"):
+        raise ValueError(f"rounding must be 'truncate' or 'nearest', got {rounding!r}")
+    return rounding
+
+
 def _avg_pool(nd, op, input, kernel_size, stride, padding, ceil_mode,
-              count_include_pad, divisor_override, channels_last, out):
+              count_include_pad, divisor_override, channels_last, out, rounding):
     channels_last = check_channels_last(channels_last)
-    x, batched = check_input(input, nd, op, FLOAT_DTYPES, channels_last=channels_last)
+    rounding = _check_rounding(rounding)
+    x, batched = check_input(input, nd, op, MAX_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, 1,
                          ceil_mode, op)
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
     res, res4 = _result(out, x.shape[:2] + geom.out_size, x.dtype, channels_last,
                         batched, op, "out", (x,))
-    _backend.current().avg_pool(x, geom, res4, count_include_pad, divisor_override)
+    _backend.current().avg_pool(x, geom, res4, count_include_pad, divisor_override,
+                                rounding)
     return res
 
 
@@ -349,8 +365,8 @@ def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, channels_last=False,
-               out=None):
-    """1-d average pooling of ``(N, C, L)`` or ``(C, L)`` float input.
+               out=None, rounding="truncate"):
+    """1-d average pooling of ``(N, C, L)`` or ``(C, L)`` input.
 
     As ``torch.nn.functional.avg_pool1d``, plus ``divisor_override`` (which
     torch has only in 2-d and 3-d) and TensorFlow/ONNX-style padding.  With
@@ -364,13 +380,14 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     array([[1.5, 3.5, 5. ]])
     """
     return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override, channels_last, out)
+                     ceil_mode, count_include_pad, divisor_override, channels_last, out,
+                     rounding)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, channels_last=False,
-               out=None):
-    """2-d average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` float input.
+               out=None, rounding="truncate"):
+    """2-d average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` input.
 
     As ``torch.nn.functional.avg_pool2d``.
 
@@ -383,19 +400,21 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             [10.5, 12.5]]])
     """
     return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override, channels_last, out)
+                     ceil_mode, count_include_pad, divisor_override, channels_last, out,
+                     rounding)
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, channels_last=False,
-               out=None):
-    """3-d average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` float input.
+               out=None, rounding="truncate"):
+    """3-d average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input.
 
     As ``torch.nn.functional.avg_pool3d``, except that inputs smaller than the
     kernel are accepted whenever the output is non-empty.
     """
     return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding,
-                     ceil_mode, count_include_pad, divisor_override, channels_last, out)
+                     ceil_mode, count_include_pad, divisor_override, channels_last, out,
+                     rounding)
 
 
 def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None,

@@ -167,15 +167,43 @@ def _divisor(geom, count_include_pad, divisor_override):
     return count
 
 
-def avg_pool(x, geom, out, count_include_pad, divisor_override):
+def avg_pool(x, geom, out, count_include_pad, divisor_override, rounding="truncate"):
     """Average pooling: the window sum (taps added in scan order, in the
-    input's dtype) divided by PyTorch's divisor."""
+    input's dtype) divided by PyTorch's divisor.
+
+    Integer input is summed in int64 (wrapping on overflow) and divided
+    exactly, rounded toward zero (``"truncate"``, PyTorch's int64 rule) or to
+    nearest with ties to even (``"nearest"``); the quotient is stored in the
+    input's dtype (wrapping, as a C cast, if ``divisor_override`` pushes it
+    out of range).
+    """
+    div = _divisor(geom, count_include_pad, divisor_override)
+    if x.dtype.kind in "iu":
+        total = np.zeros(x.shape[:2] + geom.out_size, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            for osl, isl in _taps(geom):
+                total[ALL + osl] += x[ALL + isl]
+        out[...] = _int_divide(total, div, rounding).astype(x.dtype)
+        return
     total = np.zeros(x.shape[:2] + geom.out_size, dtype=x.dtype)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in torch
         for osl, isl in _taps(geom):
             total[ALL + osl] += x[ALL + isl]
-        div = _divisor(geom, count_include_pad, divisor_override)
         out[...] = total / div.astype(x.dtype)
+
+
+def _int_divide(s, d, rounding):
+    """Exact integer quotient ``s / d`` (int64 arrays, d != 0), rounded
+    toward zero or to nearest with ties to even."""
+    with np.errstate(over="ignore"):
+        neg = d < 0
+        s = np.where(neg, -s, s)      # make the divisor positive
+        d = np.where(neg, -d, d)
+        q, r = np.divmod(s, d)        # floor quotient, 0 <= r < d
+        if rounding == "truncate":
+            return q + ((r != 0) & (s < 0))
+        up = (r > d - r) | ((r == d - r) & (q % 2 == 1))
+        return q + up
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,

@@ -53,6 +53,14 @@ ctypedef fused real_t:
     float
     double
 
+ctypedef fused int_t:
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    int64_t
+
 
 cdef enum:
     # Below this many (estimated) element operations a call runs on one
@@ -1242,6 +1250,90 @@ cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
     return 0
 
 
+# ------------------------------------------------- integer average forward
+# Integer input: each window is summed in 64 bits (wrapping, as int64
+# arithmetic does) and divided by PyTorch's divisor with the chosen rounding
+# (toward zero, or to nearest with ties to even), then stored in the input's
+# dtype.  One output at a time over its in-bounds taps; planar layouts walk
+# each (n, c) row, channels-last layouts run all channels of a position
+# together.
+
+cdef inline int64_t _int_quot(int64_t s, int64_t d, bint nearest) noexcept nogil:
+    """s / d rounded toward zero, or to nearest (ties to even); d != 0."""
+    cdef int64_t q, r
+    if not nearest:
+        return s / d          # C division truncates toward zero
+    if d < 0:
+        s = <int64_t>(<uint64_t>0 - <uint64_t>s)
+        d = -d
+    q = s / d
+    r = s - q * d
+    if r < 0:                 # floor
+        q -= 1
+        r += d
+    if r > d - r or (r == d - r and (q & 1)):
+        q += 1
+    return q
+
+
+cdef inline int64_t _avg_div(const Geo* g, const int64_t* fac, int64_t override,
+                             Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    if override != 0:
+        return override
+    return fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow]
+
+
+cdef inline void _avg_int_item(const int_t* x, int_t* out, const Geo* g,
+                               const int64_t* fac, int64_t override,
+                               bint nearest, bint cl, Py_ssize_t it) noexcept nogil:
+    cdef Py_ssize_t n, c, c0, c1, od, oh0, oh1, oh, a, b, ow, kd, kh, kw
+    cdef Py_ssize_t d0, h0, w0, dlo, dhi, hlo, hhi, wlo, whi
+    cdef uint64_t acc
+    cdef int64_t dv
+    cdef const int_t* src
+    if cl:
+        _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+        c0 = 0
+        c1 = g.C
+    else:
+        _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
+        c0 = c
+        c1 = c + 1
+    d0 = od * g.st[0] - g.pd[0]
+    _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
+    for oh in range(oh0, oh1):
+        h0 = oh * g.st[1] - g.pd[1]
+        _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        for ow in range(a, b):
+            w0 = ow * g.st[2] - g.pd[2]
+            _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
+            dv = _avg_div(g, fac, override, od, oh, ow)
+            for c in range(c0, c1):
+                acc = 0
+                for kd in range(dlo, dhi):
+                    for kh in range(hlo, hhi):
+                        src = (x + n * g.xs[0] + c * g.xs[1] + (d0 + kd) * g.xs[2]
+                               + (h0 + kh) * g.xs[3] + w0 * g.xs[4])
+                        for kw in range(wlo, whi):
+                            acc = acc + <uint64_t>(<int64_t>src[kw * g.xs[4]])
+                out[n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+                    + ow * g.os[4]] = <int_t>_int_quot(<int64_t>acc, dv, nearest)
+
+
+cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
+                      int64_t override, bint nearest, bint cl) noexcept nogil:
+    cdef Py_ssize_t nitems = g.N * (1 if cl else g.C) * g.osz[0] * g.nband * g.nchunk
+    cdef Py_ssize_t it
+    cdef int64_t* fac = _avg_factors(g, include_pad)
+    if fac == NULL:
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _avg_int_item(x, out, g, fac, override, nearest, cl, it)
+    free(fac)
+    return 0
+
+
 # ----------------------------------------------------------- max backward
 # Plane-owned scatter: each work item owns one whole (n, c) input-gradient
 # plane, zeroes it and adds every output gradient into the slot its index
@@ -1759,8 +1851,10 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
 def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                      tuple kernel, tuple stride, tuple pad, tuple pad_after,
                      bint count_include_pad, int64_t divisor_override,
-                     int nthreads):
-    """Fill ``out`` with the average pooling of ``x`` (float32/float64).
+                     bint nearest, int nthreads):
+    """Fill ``out`` with the average pooling of ``x`` (float32/float64, or an
+    integer dtype: 64-bit window sums, rounded toward zero or, with
+    ``nearest``, to nearest with ties to even).
 
     ``divisor_override`` 0 means none.
     """
@@ -1777,6 +1871,36 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     if not cl and g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
         raise ValueError("out must be contiguous along the last axis or the channel axis")
     if g.N * g.C == 0:
+        return
+    if typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        if cl:
+            _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
+                   <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
+        else:
+            _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
+                   <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
+        with nogil:
+            if typenum == cnp.NPY_INT8:
+                rc = _avg_fwd_int(<const int8_t*>xp, <int8_t*>op, &g, count_include_pad,
+                                  divisor_override, nearest, cl)
+            elif typenum == cnp.NPY_UINT8:
+                rc = _avg_fwd_int(<const uint8_t*>xp, <uint8_t*>op, &g, count_include_pad,
+                                  divisor_override, nearest, cl)
+            elif typenum == cnp.NPY_INT16:
+                rc = _avg_fwd_int(<const int16_t*>xp, <int16_t*>op, &g, count_include_pad,
+                                  divisor_override, nearest, cl)
+            elif typenum == cnp.NPY_UINT16:
+                rc = _avg_fwd_int(<const uint16_t*>xp, <uint16_t*>op, &g, count_include_pad,
+                                  divisor_override, nearest, cl)
+            elif typenum == cnp.NPY_INT32:
+                rc = _avg_fwd_int(<const int32_t*>xp, <int32_t*>op, &g, count_include_pad,
+                                  divisor_override, nearest, cl)
+            elif typenum == cnp.NPY_INT64:
+                rc = _avg_fwd_int(<const int64_t*>xp, <int64_t*>op, &g, count_include_pad,
+                                  divisor_override, nearest, cl)
+            else:
+                rc = -3
+        _raise_rc(rc, "average pooling", x.dtype)
         return
     if cl:
         _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
