@@ -531,8 +531,19 @@ cdef inline Py_ssize_t _window_rows(const pool_t* x, const Geo* g,
             for r in range(nr):
                 dst = <pool_t*>sc.stage + r * span
                 src = rows[r]
-                for w in range(span):
-                    dst[w] = src[(wlo + w) * ws]
+                # constant strides for the common views (reversed and
+                # every-other-column), so that the copy vectorises
+                if ws == -1:
+                    src = src - wlo
+                    for w in range(span):
+                        dst[w] = src[-w]
+                elif ws == 2:
+                    src = src + 2 * wlo
+                    for w in range(span):
+                        dst[w] = src[2 * w]
+                else:
+                    for w in range(span):
+                        dst[w] = src[(wlo + w) * ws]
                 rows[r] = dst
             w0[0] = wlo
     return nr
@@ -805,43 +816,47 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
         _max_row_mode(<_Exact*>NULL, g, pl, sc, nr, w0, a, b, o, oi)
 
 
-cdef inline pool_t _max_edge(const pool_t* r0, Py_ssize_t rs, Py_ssize_t K,
-                             Py_ssize_t start, Py_ssize_t L) noexcept nogil:
+cdef inline pool_t _max_edge(const pool_t* r0, Py_ssize_t rs, Py_ssize_t w0,
+                             Py_ssize_t K, Py_ssize_t start,
+                             Py_ssize_t L) noexcept nogil:
     """Exact max of one K x K window whose rows are all in bounds, columns
-    ``start .. start+K-1`` clipped to [0, L), in scan order."""
+    ``start .. start+K-1`` clipped to [0, L), in scan order; ``r0[w - w0]``
+    is column ``w`` of the first row, rows ``rs`` apart."""
     cdef Py_ssize_t r, w
     cdef pool_t m = _lowest(<pool_t>0)
     cdef pool_t v
     for r in range(K):
         for w in range(_imax(start, 0), _imin(start + K, L)):
-            v = r0[r * rs + w]
+            v = r0[r * rs + w - w0]
             if _takes(v, m):
                 m = v
     return m
 
 
 cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* r0,
-                                 Py_ssize_t a, Py_ssize_t b,
-                                 pool_t* o) noexcept nogil:
+                                 Py_ssize_t rs, Py_ssize_t w0, Py_ssize_t a,
+                                 Py_ssize_t b, pool_t* o) noexcept nogil:
     """Output columns [a, b) of a row whose K x K windows (``g.square``)
-    have every input row in bounds; ``r0`` is the first of them.  Interior
-    columns in one whole-window pass (NaN-free fast mode, recomputed exactly
-    if a NaN went by), border columns one by one.  This is the hot loop of
-    the common CNN poolings, kept free of per-row bookkeeping."""
-    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], rs = g.xs[3]
+    have every input row in bounds; ``r0[w - w0]`` is column ``w`` of the
+    first of them, the others ``rs`` apart (W-contiguous input rows, or rows
+    staged contiguous).  Interior columns in one whole-window pass (NaN-free
+    fast mode, recomputed exactly if a NaN went by), border columns one by
+    one.  This is the hot loop of the common CNN poolings, kept free of
+    per-row bookkeeping."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2]
     cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, lo
     if ib < ia:
         ib = ia
     if ia < ib:
-        lo = ia * S - P
+        lo = ia * S - P - w0
         if _max_win(<_Fast*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
                     r0 + (K - 1) * rs + lo, S, K, ib - ia):
             _max_win(<_Exact*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
                      r0 + (K - 1) * rs + lo, S, K, ib - ia)
     for j in range(a, ia):
-        o[j - a] = _max_edge(r0, rs, K, j * S - P, g.isz[2])
+        o[j - a] = _max_edge(r0, rs, w0, K, j * S - P, g.isz[2])
     for j in range(ib, b):
-        o[j - a] = _max_edge(r0, rs, K, j * S - P, g.isz[2])
+        o[j - a] = _max_edge(r0, rs, w0, K, j * S - P, g.isz[2])
 
 
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
@@ -863,7 +878,15 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
         elif g.square:
             h0 = oh * g.st[1] - g.pd[1]
             if h0 >= 0 and h0 + g.ks[1] <= g.isz[1]:
-                _max_row_square(g, pl, xp + h0 * g.xs[3], a, b, o)
+                if g.xs[4] == 1:
+                    _max_row_square(g, pl, xp + h0 * g.xs[3], g.xs[3], 0, a, b, o)
+                else:
+                    # strided rows (negative, stepped or transposed views):
+                    # staged contiguous first, then the same pass
+                    nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
+                    _max_row_square(g, pl, (<const pool_t**>sc.rows)[0],
+                                    (<const pool_t**>sc.rows)[1]
+                                    - (<const pool_t**>sc.rows)[0], w0, a, b, o)
                 continue
         nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
         _max_row(g, pl, sc, nr, w0, a, b, o, oi)
@@ -1782,7 +1805,6 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     cdef void* op = cnp.PyArray_DATA(out)
     _fill_geo(&g, x, out, kernel, stride, dilation, pad, pad)
     _check5(x, -1, "x", g.xs)
-    g.square = g.square and g.xs[4] == 1
     _check5(out, typenum, "out", g.os)
     _check_writable(out, "out")
     cdef bint cl = _channels_last(&g, g.os)
