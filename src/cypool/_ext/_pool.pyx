@@ -629,6 +629,12 @@ cdef char* _scratch(const Geo* g, Py_ssize_t elsize, bint tags, bint staged,
     return <char*>malloc(off * g.nthreads + LINE)
 
 
+cdef inline char* _aligned(char* p) noexcept nogil:
+    """``p`` rounded up to a cache line: per-thread scratch blocks (whole
+    lines each, allocated with a line to spare) then never share a line."""
+    return p + (LINE - <size_t>p % LINE) % LINE
+
+
 cdef inline Py_ssize_t _lines(Py_ssize_t nbytes) noexcept nogil:
     return (nbytes + LINE - 1) // LINE * LINE
 
@@ -928,7 +934,7 @@ cdef int _max_fwd(const pool_t* x, pool_t* out, int64_t* idx,
         return -1
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         tid = cypool_omp_get_thread_num()
-        mine = scratch + tid * per_thread
+        mine = _aligned(scratch) + tid * per_thread
         for it in prange(nitems, schedule='static'):
             _max_fwd_item(x, out, idx, g, &pl, it, &layout, mine)
     free(scratch)
@@ -1265,7 +1271,7 @@ cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
         return -1
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         tid = cypool_omp_get_thread_num()
-        mine = scratch + tid * per_thread
+        mine = _aligned(scratch) + tid * per_thread
         for it in prange(nitems, schedule='static'):
             _avg_fwd_item(x, out, g, &pl, it, &layout, mine, override)
     free(scratch)
@@ -1653,8 +1659,8 @@ cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         tid = cypool_omp_get_thread_num()
         for it in prange(nitems, schedule='static'):
-            _avg_bwd_item(go, gi, g, it, <real_t*>(scratch + tid * per_thread),
-                          <real_t*>(scratch + tid * per_thread + row_off),
+            _avg_bwd_item(go, gi, g, it, <real_t*>(_aligned(scratch) + tid * per_thread),
+                          <real_t*>(_aligned(scratch) + tid * per_thread + row_off),
                           fac, fac + g.osz[0], fac + g.osz[0] + g.osz[1], override)
     free(scratch)
     free(fac)
