@@ -1049,13 +1049,83 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                         oi, g, n, od, oh, ow)
 
 
+cdef inline void _max_cl_rows_item(const pool_t* x, pool_t* out, const Geo* g,
+                                   Py_ssize_t it) noexcept nogil:
+    """Values only: one output row of all channels at a time.  The row
+    (``(b - a) * C`` contiguous outputs) starts at the lowest value, then
+    every in-bounds input row of the window (scan order) and every W tap of
+    it updates all outputs whose tap is in bounds, so each output still sees
+    its taps in PyTorch's order, and there is no per-output bookkeeping
+    (small C, e.g. RGB images, is as cheap per element as large C)."""
+    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, c, C = g.C, cs = g.xs[1]
+    cdef Py_ssize_t kd, kh, kw, dlo, dhi, hlo, hhi, lo, hi, off
+    cdef Py_ssize_t d0, h0, S = g.st[2], Dl = g.dl[2], P = g.pd[2], ws = g.xs[4]
+    cdef Py_ssize_t os4 = g.os[4]
+    cdef const pool_t* row
+    cdef const pool_t* src
+    cdef pool_t* orow
+    cdef pool_t* dst
+    cdef pool_t v
+    cdef pool_t low = _lowest(<pool_t>0)
+    _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+    d0 = od * g.st[0] - g.pd[0]
+    _tap_range(d0, g.ks[0], g.dl[0], g.isz[0], &dlo, &dhi)
+    for oh in range(oh0, oh1):
+        orow = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
+        for ow in range(a, b):
+            dst = orow + ow * os4
+            for c in range(C):
+                dst[c] = low
+        h0 = oh * g.st[1] - g.pd[1]
+        _tap_range(h0, g.ks[1], g.dl[1], g.isz[1], &hlo, &hhi)
+        for kd in range(dlo, dhi):
+            for kh in range(hlo, hhi):
+                row = (x + n * g.xs[0] + (d0 + kd * g.dl[0]) * g.xs[2]
+                       + (h0 + kh * g.dl[1]) * g.xs[3])
+                for kw in range(g.kw0, g.kw0 + g.kwn):
+                    off = kw * Dl - P
+                    # outputs ow in [a, b) with 0 <= ow*S + off < W
+                    lo = _imax(a, _ceildiv(-off, S))
+                    hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
+                    if C == 3 and cs == 1:
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = orow + ow * os4
+                            v = src[0]
+                            dst[0] = v if _takes(v, dst[0]) else dst[0]
+                            v = src[1]
+                            dst[1] = v if _takes(v, dst[1]) else dst[1]
+                            v = src[2]
+                            dst[2] = v if _takes(v, dst[2]) else dst[2]
+                    elif cs == 1:
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = orow + ow * os4
+                            for c in range(C):
+                                v = src[c]
+                                dst[c] = v if _takes(v, dst[c]) else dst[c]
+                    else:
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = orow + ow * os4
+                            for c in range(C):
+                                v = src[c * cs]
+                                dst[c] = v if _takes(v, dst[c]) else dst[c]
+
+
 cdef int _max_fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
                      Geo* g) noexcept nogil:
     cdef Py_ssize_t nitems = g.N * g.osz[0] * g.nband * g.nchunk
     cdef Py_ssize_t it
+    # few channels: whole output rows (per-output bookkeeping would dominate);
+    # many: one output position at a time, its channels kept in cache
+    cdef bint rows = idx == NULL and not g.sparse and g.C < 16
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         for it in prange(nitems, schedule='static'):
-            _max_cl_item(x, out, idx, g, it)
+            if rows:
+                _max_cl_rows_item(x, out, g, it)
+            else:
+                _max_cl_item(x, out, idx, g, it)
     return 0
 
 
