@@ -97,3 +97,23 @@ def test_int64_average_matches_torch(nd):
             with cypool.backend(name):
                 got = getattr(cypool, f"avg_pool{nd}d")(x, **kw)
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_integer_quotient_edges(name):
+    """Exact quotients at the 64-bit edges (sums past 2**53, the int64
+    minimum divided by -1, which wraps as int64 arithmetic does), never a
+    trap."""
+    sums = [0, 1, -1, 5, -5, 7, -7, 2**52 - 1, -(2**52 - 1), 2**53 - 1, -(2**53 - 1),
+            2**53, -(2**53), 2**53 + 1, 2**62, -(2**62), 2**63 - 1, -(2**63)]
+    divisors = [1, -1, 2, -2, 3, -3, 4, -7, 2**31, -(2**31), 2**53 + 1, -(2**53 + 1),
+                2**63 - 1, -(2**63 - 1)]
+    x = np.array([sums], np.int64)
+    with cypool.backend(name):
+        for d in divisors:
+            for rounding in ("truncate", "nearest"):
+                got = cypool.avg_pool1d(x, 1, divisor_override=d, rounding=rounding)
+                q = [Fraction(v, d) for v in sums]
+                q = [int(v) if rounding == "truncate" else round(v) for v in q]
+                want = np.array([[(v + 2**63) % 2**64 - 2**63 for v in q]], np.int64)
+                np.testing.assert_array_equal(got, want, err_msg=f"d={d} {rounding}")

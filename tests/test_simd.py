@@ -9,6 +9,7 @@ ships untested.
 """
 
 import contextlib
+import os
 import platform
 
 import numpy as np
@@ -119,6 +120,8 @@ def test_widest_variant_is_used():
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("SIMD variants are built for x86-64 only")
+    if os.environ.get("CYPOOL_SIMD", "auto").strip().lower() not in ("", "auto"):
+        pytest.skip("CYPOOL_SIMD forces a variant")
     feats = _compiled._cpu_features()
     best = next((v for v, need in _compiled.SIMD_VARIANTS.items()
                  if all(feats.get(f) for f in need)), "baseline")

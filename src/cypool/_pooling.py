@@ -66,8 +66,8 @@ def _check_divisor(divisor_override):
         ) from None
     if value == 0:
         raise ValueError("divisor_override must be non-zero")
-    if not -(2**63) <= value < 2**63:
-        raise ValueError("divisor_override must fit in 64 bits")
+    if not -(2**63) < value < 2**63:
+        raise ValueError("divisor_override must lie in (-2**63, 2**63)")
     return value
 
 

@@ -193,17 +193,19 @@ def avg_pool(x, geom, out, count_include_pad, divisor_override, rounding="trunca
 
 
 def _int_divide(s, d, rounding):
-    """Exact integer quotient ``s / d`` (int64 arrays, d != 0), rounded
-    toward zero or to nearest with ties to even."""
+    """Exact integer quotient ``s / d`` (int64 arrays, d != 0, d > int64
+    minimum), rounded toward zero or to nearest with ties to even.  Both
+    roundings are odd in ``d``: the quotient by ``|d|`` is negated where
+    ``d < 0`` (wrapping, as int64 arithmetic does, for the minimum / -1)."""
     with np.errstate(over="ignore"):
         neg = d < 0
-        s = np.where(neg, -s, s)      # make the divisor positive
-        d = np.where(neg, -d, d)
+        d = np.abs(d)
         q, r = np.divmod(s, d)        # floor quotient, 0 <= r < d
         if rounding == "truncate":
-            return q + ((r != 0) & (s < 0))
-        up = (r > d - r) | ((r == d - r) & (q % 2 == 1))
-        return q + up
+            q = q + ((r != 0) & (s < 0))
+        else:
+            q = q + ((r > d - r) | ((r == d - r) & (q % 2 == 1)))
+        return np.where(neg, -q, q)
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,

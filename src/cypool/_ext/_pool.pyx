@@ -1171,16 +1171,72 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                 o[c] = o[c] / dv
 
 
+cdef inline void _avg_cl_rows_item(const real_t* x, real_t* out, const Geo* g,
+                                   const int64_t* fac, int64_t override,
+                                   Py_ssize_t it) noexcept nogil:
+    """Few channels: whole output rows of all channels, taps added in scan
+    order to every output whose tap is in bounds (as ``_max_cl_rows_item``)."""
+    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, c, C = g.C, cs = g.xs[1]
+    cdef Py_ssize_t kd, kh, kw, dlo, dhi, hlo, hhi, lo, hi, off, d0, h0
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], ws = g.xs[4], os4 = g.os[4]
+    cdef const real_t* row
+    cdef const real_t* src
+    cdef real_t* orow
+    cdef real_t* dst
+    cdef real_t dv
+    _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+    d0 = od * g.st[0] - g.pd[0]
+    _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
+    for oh in range(oh0, oh1):
+        orow = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
+        for ow in range(a, b):
+            for c in range(C):
+                orow[ow * os4 + c] = 0
+        h0 = oh * g.st[1] - g.pd[1]
+        _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        for kd in range(dlo, dhi):
+            for kh in range(hlo, hhi):
+                row = x + n * g.xs[0] + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                for kw in range(g.kw0, g.kw0 + g.kwn):
+                    off = kw - P
+                    lo = _imax(a, _ceildiv(-off, S))
+                    hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
+                    if C == 3 and cs == 1:  # RGB
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = orow + ow * os4
+                            dst[0] = dst[0] + src[0]
+                            dst[1] = dst[1] + src[1]
+                            dst[2] = dst[2] + src[2]
+                    else:
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = orow + ow * os4
+                            for c in range(C):
+                                dst[c] = dst[c] + src[c * cs]
+        for ow in range(a, b):
+            if override != 0:
+                dv = <real_t>override
+            else:
+                dv = <real_t>(fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow])
+            for c in range(C):
+                orow[ow * os4 + c] = orow[ow * os4 + c] / dv
+
+
 cdef int _avg_fwd_cl(const real_t* x, real_t* out, Geo* g, bint include_pad,
                      int64_t override) noexcept nogil:
     cdef Py_ssize_t nitems = g.N * g.osz[0] * g.nband * g.nchunk
     cdef Py_ssize_t it
+    cdef bint rows = g.C < 16 and not g.sparse
     cdef int64_t* fac = _avg_factors(g, include_pad)
     if fac == NULL:
         return -1
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         for it in prange(nitems, schedule='static'):
-            _avg_cl_item(x, out, g, fac, override, it)
+            if rows:
+                _avg_cl_rows_item(x, out, g, fac, override, it)
+            else:
+                _avg_cl_item(x, out, g, fac, override, it)
     free(fac)
     return 0
 
@@ -1358,21 +1414,38 @@ cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
 # together.
 
 cdef inline int64_t _int_quot(int64_t s, int64_t d, bint nearest) noexcept nogil:
-    """s / d rounded toward zero, or to nearest (ties to even); d != 0."""
+    """s / d rounded toward zero, or to nearest (ties to even); d != 0 and
+    d > INT64_MIN (validated).  Both roundings are odd functions of d, so the
+    quotient by |d| is taken and negated for d < 0 (wrapping, as int64
+    arithmetic does, for INT64_MIN / -1).  Sums and divisors below 2**53
+    (every image) divide in double precision, several times faster than a
+    64-bit integer divide, and the quotient is then made exact from its
+    remainder; larger ones divide as integers (d >= 1: no overflow trap)."""
     cdef int64_t q, r
-    if not nearest:
-        return s / d          # C division truncates toward zero
-    if d < 0:
-        s = <int64_t>(<uint64_t>0 - <uint64_t>s)
+    cdef int64_t big = <int64_t>1 << 53
+    cdef bint neg = d < 0
+    if neg:
         d = -d
-    q = s / d
-    r = s - q * d
-    if r < 0:                 # floor
-        q -= 1
-        r += d
-    if r > d - r or (r == d - r and (q & 1)):
+    if -big < s < big and d < big:
+        q = <int64_t>(<double>s / <double>d)   # within 1 of the true quotient
+        r = s - q * d
+        while r < 0:                            # floor: 0 <= r < d
+            q -= 1
+            r += d
+        while r >= d:
+            q += 1
+            r -= d
+    else:
+        q = s / d
+        r = s - q * d
+        if r < 0:                               # floor
+            q -= 1
+            r += d
+    if not nearest:
+        q += (r != 0 and s < 0)                 # floor -> toward zero
+    elif r > d - r or (r == d - r and (q & 1)):
         q += 1
-    return q
+    return <int64_t>(<uint64_t>0 - <uint64_t>q) if neg else q
 
 
 cdef inline int64_t _avg_div(const Geo* g, const int64_t* fac, int64_t override,
@@ -1419,16 +1492,99 @@ cdef inline void _avg_int_item(const int_t* x, int_t* out, const Geo* g,
                     + ow * g.os[4]] = <int_t>_int_quot(<int64_t>acc, dv, nearest)
 
 
+cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
+                                    const int64_t* fac, int64_t override,
+                                    bint nearest, bint cl, Py_ssize_t it,
+                                    uint64_t* acc) noexcept nogil:
+    """A run of outputs of one row (all channels when ``cl``) summed in the
+    64-bit row buffer ``acc``, tap by tap over the in-bounds input rows, then
+    divided: no per-output bookkeeping."""
+    cdef Py_ssize_t n, c = 0, od, oh0, oh1, oh, a, b, ow, j, cc, CC, cs
+    cdef Py_ssize_t kd, kh, kw, dlo, dhi, hlo, hhi, lo, hi, off, d0, h0
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], ws = g.xs[4], os4 = g.os[4]
+    cdef const int_t* base
+    cdef const int_t* row
+    cdef const int_t* src
+    cdef uint64_t* dst
+    cdef int_t* orow
+    cdef int64_t dv
+    if cl:
+        _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+        CC = g.C
+        cs = g.xs[1]
+    else:
+        _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
+        CC = 1
+        cs = 0
+    base = x + n * g.xs[0] + c * g.xs[1]
+    d0 = od * g.st[0] - g.pd[0]
+    _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
+    for oh in range(oh0, oh1):
+        for j in range((b - a) * CC):
+            acc[j] = 0
+        h0 = oh * g.st[1] - g.pd[1]
+        _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        for kd in range(dlo, dhi):
+            for kh in range(hlo, hhi):
+                row = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                for kw in range(g.kw0, g.kw0 + g.kwn):
+                    off = kw - P
+                    lo = _imax(a, _ceildiv(-off, S))
+                    hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
+                    if CC == 1:
+                        for ow in range(lo, hi):
+                            acc[ow - a] += <uint64_t>(<int64_t>row[(ow * S + off) * ws])
+                    elif CC == 3 and cs == 1:  # RGB
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = acc + (ow - a) * 3
+                            dst[0] += <uint64_t>(<int64_t>src[0])
+                            dst[1] += <uint64_t>(<int64_t>src[1])
+                            dst[2] += <uint64_t>(<int64_t>src[2])
+                    else:
+                        for ow in range(lo, hi):
+                            src = row + (ow * S + off) * ws
+                            dst = acc + (ow - a) * CC
+                            for cc in range(CC):
+                                dst[cc] += <uint64_t>(<int64_t>src[cc * cs])
+        orow = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+        for ow in range(a, b):
+            dv = _avg_div(g, fac, override, od, oh, ow)
+            for cc in range(CC):
+                orow[ow * os4 + cc * g.os[1]] = <int_t>_int_quot(
+                    <int64_t>acc[(ow - a) * CC + cc], dv, nearest)
+
+
 cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
                       int64_t override, bint nearest, bint cl) noexcept nogil:
-    cdef Py_ssize_t nitems = g.N * (1 if cl else g.C) * g.osz[0] * g.nband * g.nchunk
-    cdef Py_ssize_t it
+    cdef Py_ssize_t nitems, it, per = 0
+    cdef Py_ssize_t CC = g.C if cl else 1
+    cdef bint rows = not g.sparse
     cdef int64_t* fac = _avg_factors(g, include_pad)
+    cdef char* scratch = NULL
+    cdef int tid
     if fac == NULL:
         return -1
+    if rows:
+        # the row buffer of one item: chunk * channels 64-bit sums, bounded
+        if g.chunk * CC > 16384:
+            g.chunk = _imax(1, 16384 // CC)
+            g.nchunk = (g.osz[2] + g.chunk - 1) // g.chunk
+        per = _lines(g.chunk * CC * sizeof(uint64_t))
+        scratch = <char*>malloc(per * g.nthreads + LINE)
+        if scratch == NULL:
+            free(fac)
+            return -1
+    nitems = g.N * (1 if cl else g.C) * g.osz[0] * g.nband * g.nchunk
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
         for it in prange(nitems, schedule='static'):
-            _avg_int_item(x, out, g, fac, override, nearest, cl, it)
+            if rows:
+                _avg_int_rows_item(x, out, g, fac, override, nearest, cl, it,
+                                   <uint64_t*>(_aligned(scratch) + tid * per))
+            else:
+                _avg_int_item(x, out, g, fac, override, nearest, cl, it)
+    free(scratch)
     free(fac)
     return 0
 
