@@ -190,6 +190,14 @@ def test_giant_windows(geometry, seed):
         got, got_idx = mp(x, kernel, stride, pads, dil, ceil_mode, return_indices=True)
     assert_bits_equal(ref, got)
     np.testing.assert_array_equal(ref_idx, got_idx)
+    xcl = np.moveaxis(x, 1, -1)
+    with cypool.backend("compiled"):
+        got, got_idx = mp(xcl, kernel, stride, pads, dil, ceil_mode, return_indices=True,
+                          channels_last=True)
+        got_values = mp(xcl, kernel, stride, pads, dil, ceil_mode, channels_last=True)
+    assert_bits_equal(ref, np.moveaxis(got, -1, 1))
+    assert_bits_equal(ref, np.moveaxis(got_values, -1, 1))
+    np.testing.assert_array_equal(ref_idx, np.moveaxis(got_idx, -1, 1))
     g = np.random.default_rng(seed).standard_normal(ref.shape).astype(np.float32)
     mb = getattr(cypool, f"max_pool{nd}d_backward")
     assert_bits_equal(*_both(mb, g, ref_idx, x.shape, kernel, stride, pads, dil, ceil_mode))
@@ -197,10 +205,26 @@ def test_giant_windows(geometry, seed):
         ap = getattr(cypool, f"avg_pool{nd}d")
         ab = getattr(cypool, f"avg_pool{nd}d_backward")
         for include_pad in (True, False):
+            largest = np.prod([min(k, L + b + a) if include_pad else min(k, L)
+                               for k, L, (b, a) in zip(kernel, x.shape[2:], pads)],
+                              dtype=object)
+            if largest > 2**62:  # the divisor would overflow: rejected by both
+                for name in ("reference", "compiled"):
+                    with cypool.backend(name), pytest.raises(ValueError, match="divisor"):
+                        ap(x, kernel, stride, pads, ceil_mode, include_pad)
+                continue
             ref, got = _both(ap, x, kernel, stride, pads, ceil_mode, include_pad)
             np.testing.assert_allclose(got, ref, rtol=2e-6)
             ref, got = _both(ab, g, x.shape, kernel, stride, pads, ceil_mode, include_pad)
             np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6)
+            xi = np.nan_to_num(x, posinf=9, neginf=-9).astype(np.int16)
+            for rounding in ("truncate", "nearest"):
+                ref, got = _both(ap, xi, kernel, stride, pads, ceil_mode, include_pad,
+                                 rounding=rounding)
+                np.testing.assert_array_equal(got, ref)
+                ref, got = _both(ap, np.moveaxis(xi, 1, -1), kernel, stride, pads, ceil_mode,
+                                 include_pad, rounding=rounding, channels_last=True)
+                np.testing.assert_array_equal(got, ref)
 
 
 @st.composite

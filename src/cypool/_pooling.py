@@ -322,6 +322,24 @@ def max_pool3d_backward(grad_output, indices, input_shape, kernel_size,
 
 # ----------------------------------------------------------- average pooling
 
+def _check_divisor_size(geom, count_include_pad, divisor_override, op):
+    """The largest average divisor must fit comfortably in 64 bits (every
+    kernel computes it as an int64 product): only windows of astronomically
+    many taps, with paddings to match, exceed it."""
+    if divisor_override is not None:
+        return
+    largest = 1
+    for L, k, b, a in zip(geom.in_size, geom.kernel, geom.pad_before, geom.pad_after):
+        largest *= min(k, L + b + a) if count_include_pad else min(k, L)
+    if largest > 2**62:
+        raise ValueError(
+            f"{op}: the average divisor (window size counted over input"
+            f"{' and padding' if count_include_pad else ''}) would reach {largest}, "
+            f"over 2**62, for kernel_size={geom.kernel}; use smaller windows, "
+            "count_include_pad=False or divisor_override"
+        )
+
+
 def _check_rounding(rounding):
     if not isinstance(rounding, str):
         raise TypeError(f"rounding must be 'truncate' or 'nearest', not {type(rounding).__name__}")
@@ -339,6 +357,7 @@ def _avg_pool(nd, op, input, kernel_size, stride, padding, ceil_mode,
                          ceil_mode, op)
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
+    _check_divisor_size(geom, count_include_pad, divisor_override, op)
     res, res4 = _result(out, x.shape[:2] + geom.out_size, x.dtype, channels_last,
                         batched, op, "out", (x,))
     _backend.current().avg_pool(x, geom, res4, count_include_pad, divisor_override,
@@ -355,6 +374,7 @@ def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
                          ceil_mode, op)
     count_include_pad = _check_flag(count_include_pad, "count_include_pad")
     divisor_override = _check_divisor(divisor_override)
+    _check_divisor_size(geom, count_include_pad, divisor_override, op)
     g = _check_grad_output(grad_output, shape4, batched, geom, op, channels_last)
     grad_input, gi4 = _result(out, shape4, g.dtype, channels_last, batched, op, "out",
                               (grad_output,))

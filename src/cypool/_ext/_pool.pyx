@@ -1426,6 +1426,8 @@ cdef inline int64_t _int_quot(int64_t s, int64_t d, bint nearest) noexcept nogil
     cdef bint neg = d < 0
     if neg:
         d = -d
+    if d <= 0:
+        return 0    # unreachable for validated divisors; never loop forever
     if -big < s < big and d < big:
         q = <int64_t>(<double>s / <double>d)   # within 1 of the true quotient
         r = s - q * d
