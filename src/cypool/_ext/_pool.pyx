@@ -2128,13 +2128,11 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
         raise ValueError("out must be contiguous along the last axis or the channel axis")
     if g.N * g.C == 0:
         return
+    # work items: (n, od) output rows with all channels when channels-last,
+    # (n, c, od) output rows otherwise
+    _split(&g, g.N * (1 if cl else g.C) * g.osz[0], g.osz[1], g.osz[2], nthreads,
+           <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
     if typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
-        if cl:
-            _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
-                   <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
-        else:
-            _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
-                   <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
         with nogil:
             if typenum == cnp.NPY_INT8:
                 rc = _avg_fwd_int(<const int8_t*>xp, <int8_t*>op, &g, count_include_pad,
@@ -2158,31 +2156,21 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                 rc = -3
         _raise_rc(rc, "average pooling", x.dtype)
         return
-    if cl:
-        _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
-               <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
-        with nogil:
-            if typenum == cnp.NPY_FLOAT32:
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            if cl:
                 rc = _avg_fwd_cl(<const float*>xp, <float*>op, &g, count_include_pad,
                                  divisor_override)
-            elif typenum == cnp.NPY_FLOAT64:
+            else:
+                rc = _avg_fwd(<const float*>xp, <float*>op, &g, count_include_pad,
+                              divisor_override)
+        else:
+            if cl:
                 rc = _avg_fwd_cl(<const double*>xp, <double*>op, &g, count_include_pad,
                                  divisor_override)
             else:
-                rc = -3
-        _raise_rc(rc, "average pooling", x.dtype)
-        return
-    _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
-           <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            rc = _avg_fwd(<const float*>xp, <float*>op, &g, count_include_pad,
-                          divisor_override)
-        elif typenum == cnp.NPY_FLOAT64:
-            rc = _avg_fwd(<const double*>xp, <double*>op, &g, count_include_pad,
-                          divisor_override)
-        else:
-            rc = -3
+                rc = _avg_fwd(<const double*>xp, <double*>op, &g, count_include_pad,
+                              divisor_override)
     _raise_rc(rc, "average pooling", x.dtype)
 
 
