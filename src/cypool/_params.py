@@ -238,12 +238,6 @@ def check_dtype(x, allowed, op, argname="input"):
     raise TypeError(f"{op}: {argname} dtype {dt} is not supported (supported: {names})")
 
 
-def check_channels_last(value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"channels_last must be a bool, not {type(value).__name__}")
-    return bool(value)
-
-
 def layout_names(nd, channels_last):
     """``("(C, H, W)", "(N, C, H, W)")`` or the channels-last forms."""
     sp = _spatial_names(nd)

@@ -39,7 +39,7 @@ import operator
 import numpy as np
 
 from . import _backend
-from ._params import (FLOAT_DTYPES, MAX_DTYPES, check_channels_last, check_dtype,
+from ._params import (FLOAT_DTYPES, MAX_DTYPES, check_dtype,
                       check_input, layout_names, pool_geometry, to_nc_first)
 
 __all__ = [
@@ -175,7 +175,7 @@ def _check_grad_output(grad_output, shape4, batched, geom, op, channels_last=Fal
 
 def _max_pool(nd, op, input, kernel_size, stride, padding, dilation, ceil_mode,
               return_indices, channels_last, out):
-    channels_last = check_channels_last(channels_last)
+    channels_last = _check_flag(channels_last, "channels_last")
     x, batched = check_input(input, nd, op, MAX_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, dilation,
                          ceil_mode, op)
@@ -202,7 +202,7 @@ def _max_pool(nd, op, input, kernel_size, stride, padding, dilation, ceil_mode,
 
 def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
                        stride, padding, dilation, ceil_mode, channels_last, out):
-    channels_last = check_channels_last(channels_last)
+    channels_last = _check_flag(channels_last, "channels_last")
     shape4, batched = _check_input_shape(input_shape, nd, op, channels_last)
     geom = pool_geometry(nd, shape4[2:], kernel_size, stride, padding, dilation,
                          ceil_mode, op)
@@ -350,7 +350,7 @@ def _check_rounding(rounding):
 
 def _avg_pool(nd, op, input, kernel_size, stride, padding, ceil_mode,
               count_include_pad, divisor_override, channels_last, out, rounding):
-    channels_last = check_channels_last(channels_last)
+    channels_last = _check_flag(channels_last, "channels_last")
     rounding = _check_rounding(rounding)
     x, batched = check_input(input, nd, op, MAX_DTYPES, channels_last=channels_last)
     geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, 1,
@@ -368,7 +368,7 @@ def _avg_pool(nd, op, input, kernel_size, stride, padding, ceil_mode,
 def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
                        padding, ceil_mode, count_include_pad, divisor_override,
                        channels_last, out):
-    channels_last = check_channels_last(channels_last)
+    channels_last = _check_flag(channels_last, "channels_last")
     shape4, batched = _check_input_shape(input_shape, nd, op, channels_last)
     geom = pool_geometry(nd, shape4[2:], kernel_size, stride, padding, 1,
                          ceil_mode, op)
