@@ -11,6 +11,9 @@ Environment switches (all optional):
     Build no extension at all: the install runs the reference backend.
 ``CYPOOL_CYTHON_DEBUG=1``
     Turn Cython's bounds, wraparound and initialisation checks back on.
+``CYPOOL_EXTENSIONS=_pool,_adaptive,...``
+    Build only these kernel modules (a development shortcut; by default every
+    module in ``KERNEL_MODULES`` is built).
 ``CYPOOL_SIMD_VARIANTS=auto|0``
     On x86-64 the kernels are compiled three times: for the baseline
     instruction set (SSE2), for AVX2+FMA and for AVX-512; ``cypool`` loads the
@@ -45,6 +48,15 @@ VARIANTS = {
                 "-mavx512f", "-mavx512cd", "-mavx512bw", "-mavx512dq",
                 "-mavx512vl", "-mprefer-vector-width=512"],
                ["/arch:AVX512"]),
+}
+# The kernel modules under src/cypool/_ext and whether each is also built in
+# the SIMD variants (``<module>_avx2.pyx`` / ``<module>_avx512.pyx``, each a
+# one-line ``include`` of the module's source).
+KERNEL_MODULES = {
+    "_pool": True,
+    "_adaptive": False,
+    "_unpool": False,
+    "_fractional": False,
 }
 OPENMP_MODE = os.environ.get("CYPOOL_OPENMP", "auto").strip().lower()
 if OPENMP_MODE not in ("auto", "0", "1"):
@@ -164,21 +176,30 @@ def _extensions():
         "cpow": True,
         "freethreading_compatible": True,
     }
-    def ext(name, optional=False):
+    def ext(name, base, optional=False):
         return Extension(
             f"cypool._ext.{name}",
             [f"src/cypool/_ext/{name}.pyx"],
             include_dirs=[np.get_include(), "src/cypool/_ext"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            depends=["src/cypool/_ext/_pool.pyx", "src/cypool/_ext/omp_shim.h"],
+            depends=[f"src/cypool/_ext/{base}.pyx", "src/cypool/_ext/omp_shim.h"],
             optional=optional,
         )
 
-    exts = [ext("_pool")]
-    if SIMD_VARIANTS:
-        for simd in VARIANTS:
-            # optional: a compiler without these flags skips the variant
-            exts.append(ext(f"_pool_{simd}", optional=True))
+    only = [m.strip() for m in os.environ.get("CYPOOL_EXTENSIONS", "").split(",")
+            if m.strip()]
+    unknown = set(only) - set(KERNEL_MODULES)
+    if unknown:
+        sys.exit(f"CYPOOL_EXTENSIONS names unknown modules: {sorted(unknown)}")
+    exts = []
+    for base, variants in KERNEL_MODULES.items():
+        if only and base not in only:
+            continue
+        exts.append(ext(base, base))
+        if SIMD_VARIANTS and variants:
+            for simd in VARIANTS:
+                # optional: a compiler without these flags skips the variant
+                exts.append(ext(f"{base}_{simd}", base, optional=True))
     exts = cythonize(exts, compiler_directives=directives,
                      nthreads=os.cpu_count() or 1, quiet=True)
     for e in exts:

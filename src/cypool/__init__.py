@@ -24,6 +24,11 @@ from ._pooling import (
     avg_pool3d, avg_pool3d_backward, max_pool1d, max_pool1d_backward,
     max_pool2d, max_pool2d_backward, max_pool3d, max_pool3d_backward,
 )
+from . import _adaptive, _fractional, _lp, _unpool
+from ._adaptive import *  # noqa: F401,F403
+from ._lp import *  # noqa: F401,F403
+from ._unpool import *  # noqa: F401,F403
+from ._fractional import *  # noqa: F401,F403
 
 __all__ = [
     "__version__",
@@ -35,6 +40,7 @@ __all__ = [
     "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    *_adaptive.__all__, *_lp.__all__, *_unpool.__all__, *_fractional.__all__,
 ]
 
 

@@ -107,6 +107,12 @@ def backend(name: str):
         _context.reset(token)
 
 
+def use_compiled() -> bool:
+    """True when the active backend is the compiled one (for operator
+    families that keep their kernels in their own modules)."""
+    return (_context.get() or _default) == "compiled"
+
+
 def current():
     """The module implementing the active backend."""
     return _BACKENDS[_context.get() or _default]

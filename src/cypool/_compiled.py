@@ -17,7 +17,7 @@ from . import _threads
 from ._ext import _pool as _baseline
 
 __all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
-           "openmp_enabled", "simd", "SIMD_VARIANTS"]
+           "openmp_enabled", "simd", "SIMD_VARIANTS", "family", "run"]
 
 # Instruction-set variants of the kernel module, widest first, with the CPU
 # features (as numpy names them; numpy also checks that the OS saves the
@@ -76,6 +76,28 @@ def _select():
 
 simd, _kernels = _select()
 
+_family_cache = {}
+
+
+def family(base):
+    """The kernel module ``cypool._ext.<base>`` (e.g. ``"_adaptive"``) in the
+    SIMD variant selected for ``_pool`` where that module is built in
+    variants, else its baseline build.  Raises ImportError if it is missing
+    (a broken or partial build): the operators of that family then fail
+    loudly under the compiled backend instead of running the wrong code."""
+    mod = _family_cache.get(base)
+    if mod is None:
+        mod = None
+        if simd != "baseline":
+            try:
+                mod = importlib.import_module(f"{__package__}._ext.{base}_{simd}")
+            except ImportError:
+                mod = None
+        if mod is None:
+            mod = importlib.import_module(f"{__package__}._ext.{base}")
+        _family_cache[base] = mod
+    return mod
+
 openmp_enabled = _kernels.openmp_enabled
 _threads._omp_max_threads = _kernels.omp_max_threads
 
@@ -87,7 +109,7 @@ _busy = 0
 _busy_lock = threading.Lock()
 
 
-def _run(kernel, *args):
+def run(kernel, *args):
     """Call ``kernel(*args, nthreads)`` with this call's share of threads."""
     global _busy
     want = _threads.get_num_threads()
@@ -102,6 +124,9 @@ def _run(kernel, *args):
             with _busy_lock:
                 _busy -= n
     return kernel(*args, 1)
+
+
+_run = run
 
 
 def _as5d(a, nd):

@@ -1,0 +1,3 @@
+"""Operator family module (filled in by its implementation)."""
+
+__all__: list[str] = []
