@@ -55,6 +55,7 @@ VARIANTS = {
 KERNEL_MODULES = {
     "_pool": True,
     "_adaptive": False,
+    "_lp": False,
     "_unpool": False,
     "_fractional": False,
 }
