@@ -29,6 +29,7 @@ from ._adaptive import *  # noqa: F401,F403
 from ._lp import *  # noqa: F401,F403
 from ._unpool import *  # noqa: F401,F403
 from ._fractional import *  # noqa: F401,F403
+from . import nn  # noqa: E402  (layer objects: cypool.nn.MaxPool2d, ...)
 
 __all__ = [
     "__version__",

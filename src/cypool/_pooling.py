@@ -34,6 +34,7 @@ Keywords every operator takes:
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -171,6 +172,117 @@ def _check_grad_output(grad_output, shape4, batched, geom, op, channels_last=Fal
     return to_nc_first(g if batched else g[np.newaxis], channels_last)
 
 
+# ---------------------------------------------------------- the fast path
+#
+# A call with plain arguments (ints, flat int tuples, strings, None; a batched
+# ndarray of a native supported dtype; no ``out``, indices or channels-last)
+# whose argument combination and input shape and dtype were validated before
+# skips validation: its plan (output shape and the kernel's 3-entry window
+# tuples) is looked up by exactly those arguments.  Only plain values enter
+# the key, so ``True`` can never stand in for ``1``.  This keeps the cost of
+# a call on a tiny array close to the kernel's own.
+
+_PLANS: dict = {}
+_PLAN_LIMIT = 1024
+_SMALL = 1 << 15   # output elements * window taps below which a call runs serially
+
+
+def _plain(v):
+    t = type(v)
+    if t is int or t is str or v is None:
+        return True
+    if t is tuple:
+        for e in v:
+            if type(e) is not int:
+                return False
+        return True
+    return False
+
+
+def _plan(op, nd, x, key, kernel_size, stride, padding, dilation, ceil_mode):
+    """The cached plan for ``key``, made (after full validation) on a miss;
+    None when the call must take the general path."""
+    if not (_plain(kernel_size) and _plain(stride) and _plain(padding)
+            and _plain(dilation) and (ceil_mode is True or ceil_mode is False)):
+        return None
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    if x.ndim != nd + 2 or x.dtype not in MAX_DTYPES:
+        return None
+    x4, _ = check_input(x, nd, op, MAX_DTYPES)
+    if x4 is not x:
+        return None
+    geom = pool_geometry(nd, x.shape[2:], kernel_size, stride, padding, dilation,
+                         ceil_mode, op)
+    fill = 3 - nd
+    shape = x.shape[:2] + geom.out_size
+    taps = 1
+    for k in geom.kernel:
+        taps *= k
+    plan = (shape, (1,) * fill + geom.kernel, (1,) * fill + geom.stride,
+            (1,) * fill + geom.dilation, (0,) * fill + geom.pad_before,
+            (0,) * fill + geom.pad_after,
+            math.prod(shape) * taps < _SMALL, geom)
+    if len(_PLANS) >= _PLAN_LIMIT:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
+def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    try:
+        key = ("max", nd, x.shape, x.dtype, kernel_size, stride, padding,
+               dilation, ceil_mode)
+        plan = _plan(op, nd, x, key, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+    except TypeError:           # unhashable (lists): the general path
+        return None             # validates and reports
+    if plan is None:
+        return None
+    from . import _compiled
+    out = np.empty(plan[0], x.dtype)
+    if plan[6]:
+        _compiled._kernels.max_pool_forward(x, out, None, plan[1], plan[2],
+                                            plan[3], plan[4], 1)
+    else:
+        _compiled.run(_compiled._kernels.max_pool_forward, x, out, None, plan[1],
+                      plan[2], plan[3], plan[4])
+    return out
+
+
+def _fast_avg(nd, op, x, kernel_size, stride, padding, ceil_mode,
+              count_include_pad, divisor_override):
+    if not (count_include_pad is True or count_include_pad is False) or not (
+            divisor_override is None or type(divisor_override) is int):
+        return None
+    try:
+        key = ("avg", nd, x.shape, x.dtype, kernel_size, stride, padding, 1,
+               ceil_mode, count_include_pad, divisor_override)
+        plan = _PLANS.get(key) if (
+            _plain(kernel_size) and _plain(stride) and _plain(padding)
+            and (ceil_mode is True or ceil_mode is False)) else None
+        if plan is None:
+            plan = _plan(op, nd, x, key[:-2], kernel_size, stride, padding, 1,
+                         ceil_mode)
+            if plan is None:
+                return None
+            _check_divisor(divisor_override)
+            _check_divisor_size(plan[7], count_include_pad, divisor_override, op)
+            _PLANS[key] = plan
+    except TypeError:
+        return None
+    from . import _compiled
+    out = np.empty(plan[0], x.dtype)
+    args = (x, out, plan[1], plan[2], plan[4], plan[5], count_include_pad,
+            divisor_override or 0, False)
+    if plan[6]:
+        _compiled._kernels.avg_pool_forward(*args, 1)
+    else:
+        _compiled.run(_compiled._kernels.avg_pool_forward, *args)
+    return out
+
+
 # --------------------------------------------------------------- max pooling
 
 def _max_pool(nd, op, input, kernel_size, stride, padding, dilation, ceil_mode,
@@ -245,6 +357,12 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
     >>> cypool.max_pool1d(np.array([[1., 3., 2., 5., 4.]]), 2)
     array([[3., 5.]])
     """
+    if (out is None and return_indices is False and channels_last is False
+            and type(input) is np.ndarray and _backend.use_compiled()):
+        res = _fast_max(1, "max_pool1d", input, kernel_size, stride, padding,
+                        dilation, ceil_mode)
+        if res is not None:
+            return res
     return _max_pool(1, "max_pool1d", input, kernel_size, stride, padding,
                      dilation, ceil_mode, return_indices, channels_last, out)
 
@@ -265,6 +383,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
     array([[[[ 5.,  7.],
              [13., 15.]]]], dtype=float32)
     """
+    if (out is None and return_indices is False and channels_last is False
+            and type(input) is np.ndarray and _backend.use_compiled()):
+        res = _fast_max(2, "max_pool2d", input, kernel_size, stride, padding,
+                        dilation, ceil_mode)
+        if res is not None:
+            return res
     return _max_pool(2, "max_pool2d", input, kernel_size, stride, padding,
                      dilation, ceil_mode, return_indices, channels_last, out)
 
@@ -275,6 +399,12 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1,
 
     As ``torch.nn.functional.max_pool3d``; indices are ``(d*H + h)*W + w``.
     """
+    if (out is None and return_indices is False and channels_last is False
+            and type(input) is np.ndarray and _backend.use_compiled()):
+        res = _fast_max(3, "max_pool3d", input, kernel_size, stride, padding,
+                        dilation, ceil_mode)
+        if res is not None:
+            return res
     return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding,
                      dilation, ceil_mode, return_indices, channels_last, out)
 
@@ -399,6 +529,13 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     >>> cypool.avg_pool1d(np.array([[1., 2., 3., 4., 5.]]), 2, ceil_mode=True)
     array([[1.5, 3.5, 5. ]])
     """
+    if (out is None and channels_last is False and type(input) is np.ndarray
+            and rounding == "truncate" and type(rounding) is str
+            and _backend.use_compiled()):
+        res = _fast_avg(1, "avg_pool1d", input, kernel_size, stride, padding,
+                        ceil_mode, count_include_pad, divisor_override)
+        if res is not None:
+            return res
     return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding,
                      ceil_mode, count_include_pad, divisor_override, channels_last, out,
                      rounding)
@@ -419,6 +556,13 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     array([[[ 2.5,  4.5],
             [10.5, 12.5]]])
     """
+    if (out is None and channels_last is False and type(input) is np.ndarray
+            and rounding == "truncate" and type(rounding) is str
+            and _backend.use_compiled()):
+        res = _fast_avg(2, "avg_pool2d", input, kernel_size, stride, padding,
+                        ceil_mode, count_include_pad, divisor_override)
+        if res is not None:
+            return res
     return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding,
                      ceil_mode, count_include_pad, divisor_override, channels_last, out,
                      rounding)
@@ -432,6 +576,13 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     As ``torch.nn.functional.avg_pool3d``, except that inputs smaller than the
     kernel are accepted whenever the output is non-empty.
     """
+    if (out is None and channels_last is False and type(input) is np.ndarray
+            and rounding == "truncate" and type(rounding) is str
+            and _backend.use_compiled()):
+        res = _fast_avg(3, "avg_pool3d", input, kernel_size, stride, padding,
+                        ceil_mode, count_include_pad, divisor_override)
+        if res is not None:
+            return res
     return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding,
                      ceil_mode, count_include_pad, divisor_override, channels_last, out,
                      rounding)

@@ -1897,19 +1897,42 @@ cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
 
 # ------------------------------------------------------- Python interface
 
+cdef inline int _axis5(cnp.ndarray a, int i) noexcept:
+    """The axis of ``a`` that plays axis ``i`` of the 5-d ``(N, C, D, H, W)``
+    view, or -1 for a leading spatial axis that a 3-d or 4-d array lacks."""
+    cdef int j = i
+    if i >= 2:
+        j = i - (5 - cnp.PyArray_NDIM(a))
+        if j < 2:
+            return -1
+    return j
+
+
+cdef inline Py_ssize_t _dim5(cnp.ndarray a, int i) noexcept:
+    cdef int j = _axis5(a, i)
+    return 1 if j < 0 else cnp.PyArray_DIMS(a)[j]
+
+
+cdef inline Py_ssize_t _stride5(cnp.ndarray a, int i) noexcept:
+    cdef int j = _axis5(a, i)
+    return 0 if j < 0 else cnp.PyArray_STRIDES(a)[j]
+
+
 cdef int _check5(cnp.ndarray a, int typenum, str name, Py_ssize_t* strides) except -1:
-    """Rank, dtype and element strides of one 5-d operand."""
+    """Rank, dtype and element strides of one operand, seen as 5-d
+    ``(N, C, D, H, W)``: a 3-d ``(N, C, W)`` or 4-d ``(N, C, H, W)`` array
+    reads as if it had singleton D (and H) axes."""
     cdef int i
     cdef Py_ssize_t item
-    if cnp.PyArray_NDIM(a) != 5:
-        raise ValueError(f"{name} must be 5-d")
+    if not 3 <= cnp.PyArray_NDIM(a) <= 5:
+        raise ValueError(f"{name} must be 3-d, 4-d or 5-d")
     if typenum >= 0 and cnp.PyArray_TYPE(a) != typenum:
         raise TypeError(f"{name} has dtype {a.dtype}, expected {cnp.PyArray_DescrFromType(typenum)}")
     item = cnp.PyArray_ITEMSIZE(a)
     for i in range(5):
-        if cnp.PyArray_STRIDES(a)[i] % item != 0:
+        if _stride5(a, i) % item != 0:
             raise ValueError(f"{name} strides must be multiples of its item size")
-        strides[i] = cnp.PyArray_STRIDES(a)[i] // item
+        strides[i] = _stride5(a, i) // item
     return 0
 
 
@@ -1936,7 +1959,7 @@ cdef int _check_writable(cnp.ndarray a, str name) except -1:
 cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b):
     cdef int i
     for i in range(5):
-        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
+        if _dim5(a, i) != _dim5(b, i):
             return False
     return True
 
@@ -1946,8 +1969,13 @@ cdef int _fill_geo(Geo* g, cnp.ndarray inp, cnp.ndarray outp, tuple kernel,
                    tuple pad_after) except -1:
     """Sizes from the two arrays, window from the tuples (3 entries each)."""
     cdef int i
-    cdef cnp.npy_intp* di = cnp.PyArray_DIMS(inp)
-    cdef cnp.npy_intp* do = cnp.PyArray_DIMS(outp)
+    cdef Py_ssize_t di[5]
+    cdef Py_ssize_t do[5]
+    if not (3 <= cnp.PyArray_NDIM(inp) <= 5 and 3 <= cnp.PyArray_NDIM(outp) <= 5):
+        raise ValueError("arrays must be 3-d, 4-d or 5-d")
+    for i in range(5):
+        di[i] = _dim5(inp, i)
+        do[i] = _dim5(outp, i)
     if (len(kernel) != 3 or len(stride) != 3 or len(dilation) != 3
             or len(pad) != 3 or len(pad_after) != 3):
         raise ValueError("kernel, stride, dilation and pad must have 3 entries")
