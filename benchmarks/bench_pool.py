@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -38,6 +39,9 @@ try:
 except Exception:  # not installed, or broken: its rows are left out
     torch = None
     F = None
+
+# tinybrain 1.x calls np.maximum(a, b, out) positionally (deprecated in NumPy 2.4)
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"tinybrain\.")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
@@ -1123,13 +1127,16 @@ def main(argv=None):
     log(f"measuring copy bandwidth ({args.copy_mib} MiB) ...")
     copy_start = copy_bandwidth(args.threads, 5, args.copy_mib)
     opts = {"out_prealloc": args.out_prealloc,
-            "latency_number": 20 if args.smoke else 200,
-            "latency_repeat": 3 if args.smoke else 31}
+            "latency_number": 5 if args.smoke else 200,
+            "latency_repeat": 2 if args.smoke else 31}
     results = []
     try:
         for case in cases:
             log(f"{case.name} {getattr(case, args.sizes)}")
+            t0 = time.perf_counter()
             results.append(run_case(case, args.sizes, args.threads, args.warmup, args.repeat, opts, log))
+            results[-1]["case_runtime_s"] = time.perf_counter() - t0
+            log(f"  ({results[-1]['case_runtime_s']:.1f} s)")
     finally:
         cypool.set_num_threads(threads_before[0])
         if torch is not None:
