@@ -52,6 +52,23 @@ def _as5d(a, nd):
     return a[(slice(None), slice(None)) + (None,) * (3 - nd)]
 
 
+def _uniform_planes(a):
+    """True when flat index ``i`` of every ``(n, c)`` plane of ``a`` is at
+    byte offset ``i * e`` for one positive ``e`` (C-order and channels-last
+    arrays)."""
+    e, span = None, 1
+    for size, stride in zip(reversed(a.shape[2:]), reversed(a.strides[2:])):
+        if size > 1:
+            if e is None:
+                if stride <= 0 or stride % a.itemsize:
+                    return False
+                e = stride
+            elif stride != e * span:
+                return False
+        span *= size
+    return True
+
+
 def _check_indices(indices, x_user_shape, batched, channels_last, op):
     """``indices`` (int64, the input's shape) as an ``(N, C, *spatial)`` view."""
     idx = indices if isinstance(indices, np.ndarray) else np.asarray(indices)
@@ -191,6 +208,8 @@ def _max_unpool_backward(nd, op, grad_output, indices, channels_last, out):
     if _backend.use_compiled():
         from . import _compiled
 
+        if not _uniform_planes(g):
+            g = np.ascontiguousarray(g)  # the kernel reads planes by flat index
         ok = _compiled.run(_compiled.family("_unpool").max_unpool_backward,
                            _as5d(g, nd), _as5d(idx, nd), _as5d(gi4, nd))
     else:

@@ -1,2 +1,560 @@
 # cython: language_level=3, cdivision=True, cpow=True
-"""Kernels of one operator family (placeholder until its kernels land)."""
+# (boundscheck, wraparound, initializedcheck and nonecheck are set for the
+# whole build in setup.py: off, or on with CYPOOL_CYTHON_DEBUG=1)
+"""Lp (power-average) pooling kernels, forward and backward.
+
+PyTorch 2.13's composite ``(sign(a) * relu(|a|) * prod(k)) ** (1/p)`` with
+``a = avg_pool(x ** p)`` (no padding, ceil-mode edge windows divided by their
+clipped count), computed in one pass: each output row accumulates the window
+sums of ``x ** p`` tap by tap (PyTorch's summation order: ``kd``, ``kh``,
+``kw``, starting from 0) and then applies the division, the rectification,
+the kernel-size scale and the root.  Powers use PyTorch's special exponents
+(1, 2, 3, -2, 0.5, -0.5, -1, and 0 for the gradient), repeated
+multiplication for other small integers, ``pow`` otherwise.  ``p = ±inf`` is
+the largest / smallest ``|x|`` of the window (NaN propagates, ties keep the
+first tap).
+
+Every array is a 5-d ``(N, C, D, H, W)`` view with arbitrary element
+strides.  The forward splits output rows (and chunks of long rows) across
+threads; the backward gives each thread whole ``(n, c)`` planes of the input
+gradient (zeroed, scattered into, then multiplied by the pointwise factor),
+so there are no races and the result does not depend on the thread count.
+
+Validation of the window arguments happens in Python; the ``def`` wrappers
+check what memory safety depends on: ranks, dtypes, shapes, and that every
+window starts inside the input.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange, parallel
+from libc.math cimport sqrt, sqrtf, pow, powf, fabs, INFINITY
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from "omp_shim.h" nogil:
+    int cypool_omp_get_thread_num()
+    int CYPOOL_HAVE_OPENMP
+
+
+ctypedef fused real_t:
+    float
+    double
+
+
+cdef enum:
+    PARALLEL_MIN_WORK = 32768   # below this many element operations: one thread
+    BLOCK = 256                 # output positions accumulated at once
+    MAX_INT_POWER = 16          # integer powers up to this by multiplication
+
+# power modes (the exponent classes PyTorch's pow kernel special-cases)
+cdef enum:
+    PW_ONE, PW_ZERO, PW_SQ, PW_CUBE, PW_INVSQ, PW_SQRT, PW_RSQRT, PW_INV
+    PW_INT, PW_NEGINT, PW_GEN
+
+
+cdef struct Pow:
+    int mode
+    int n          # PW_INT / PW_NEGINT: |exponent|
+    double q       # the exponent
+
+
+cdef struct G:
+    Py_ssize_t N, C
+    Py_ssize_t isz[3]
+    Py_ssize_t osz[3]
+    Py_ssize_t ks[3]
+    Py_ssize_t st[3]
+    Py_ssize_t xs[5]     # input strides (elements)
+    Py_ssize_t os[5]     # output (forward) / grad_output (backward) strides
+    Py_ssize_t gs[5]     # grad_input strides (backward)
+    Py_ssize_t band      # forward: output rows (H) per work item
+    Py_ssize_t nband     # forward: work items per (n, c, od)
+    Py_ssize_t nchunk    # forward: chunks per output row
+    Py_ssize_t chunk     # forward: output positions per chunk
+    int nthreads
+    bint parallel
+    int extreme          # 0: finite p, 1: +inf, -1: -inf
+    double p
+    double K             # prod(kernel)
+    Pow fwd              # x ** p
+    Pow root             # t ** (1/p)
+    Pow droot            # t ** (1/p - 1)
+    Pow dfwd             # x ** (p - 1)
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(CYPOOL_HAVE_OPENMP)
+
+
+cdef Pow _pow_mode(double q):
+    cdef Pow w
+    w.q = q
+    w.n = 0
+    if q == 1:
+        w.mode = PW_ONE
+    elif q == 0:
+        w.mode = PW_ZERO
+    elif q == 2:
+        w.mode = PW_SQ
+    elif q == 3:
+        w.mode = PW_CUBE
+    elif q == -2:
+        w.mode = PW_INVSQ
+    elif q == 0.5:
+        w.mode = PW_SQRT
+    elif q == -0.5:
+        w.mode = PW_RSQRT
+    elif q == -1:
+        w.mode = PW_INV
+    elif 4 <= fabs(q) <= MAX_INT_POWER and q == <int>q:
+        w.n = <int>fabs(q)
+        w.mode = PW_INT if q > 0 else PW_NEGINT
+    else:
+        w.mode = PW_GEN
+    return w
+
+
+cdef inline real_t _pw(real_t x, const Pow* w) noexcept nogil:
+    """``x ** w.q`` in the input's precision, PyTorch's special exponents
+    exactly as its pow kernel computes them."""
+    cdef real_t r
+    cdef int i
+    cdef int m = w.mode
+    if m == PW_ONE:
+        return x
+    if m == PW_SQ:
+        return x * x
+    if m == PW_ZERO:
+        return 1
+    if m == PW_CUBE:
+        return x * x * x
+    if m == PW_INVSQ:
+        return (<real_t>1) / (x * x)
+    if m == PW_SQRT:
+        return sqrtf(x) if real_t is float else sqrt(x)
+    if m == PW_RSQRT:
+        return (<real_t>1) / (sqrtf(x) if real_t is float else sqrt(x))
+    if m == PW_INV:
+        return (<real_t>1) / x
+    if m == PW_INT or m == PW_NEGINT:
+        r = x
+        for i in range(1, w.n):
+            r = r * x
+        return r if m == PW_INT else (<real_t>1) / r
+    if real_t is float:
+        return powf(x, <float>w.q)
+    else:
+        return pow(x, w.q)
+
+
+cdef inline real_t _sign(real_t v) noexcept nogil:
+    """torch.sign: -1, 0 or 1; 0 for NaN."""
+    if v > 0:
+        return 1
+    if v < 0:
+        return -1
+    return 0
+
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline Py_ssize_t _count(Py_ssize_t o, Py_ssize_t k, Py_ssize_t s,
+                              Py_ssize_t L) noexcept nogil:
+    """In-bounds taps of window ``o`` (it starts inside the input)."""
+    return _imin(o * s + k, L) - o * s
+
+
+cdef inline real_t _finish(real_t acc, Py_ssize_t cnt, const G* g) noexcept nogil:
+    """The composite after the window sum: average, rectify (-0 -> +0, NaN
+    kept), scale by the kernel size, root."""
+    cdef real_t a = acc / <real_t>cnt
+    cdef real_t t = a if a != 0 else 0
+    t = t * <real_t>g.K
+    return _pw(t, &g.root)
+
+
+# --------------------------------------------------------------- forward
+
+cdef inline void _finish_row(real_t* o, const real_t* acc, Py_ssize_t n,
+                             real_t cnt, real_t K, bint root2) noexcept nogil:
+    """``_finish`` for ``n`` outputs of one count, root 1/2 or 1, written
+    contiguously (a loop the compiler vectorises)."""
+    cdef Py_ssize_t j
+    cdef real_t a, t
+    if root2:
+        for j in range(n):
+            a = acc[j] / cnt
+            t = a if a != 0 else 0
+            if real_t is float:
+                o[j] = sqrtf(t * K)
+            else:
+                o[j] = sqrt(t * K)
+    else:
+        for j in range(n):
+            a = acc[j] / cnt
+            t = a if a != 0 else 0
+            o[j] = t * K
+
+
+cdef inline void _sum2(real_t* acc, const real_t* r, Py_ssize_t n, Py_ssize_t sw,
+                       bint square) noexcept nogil:
+    """acc[j] += f(r[j*sw]) then += f(r[j*sw + 1]), f = square or identity,
+    for a contiguous row (stride 2 spelled out so that it vectorises)."""
+    cdef Py_ssize_t j
+    cdef real_t a, b
+    if square:
+        if sw == 2:
+            for j in range(n):
+                a = r[2 * j]
+                b = r[2 * j + 1]
+                acc[j] = acc[j] + a * a + b * b
+        else:
+            for j in range(n):
+                a = r[j * sw]
+                b = r[j * sw + 1]
+                acc[j] = acc[j] + a * a + b * b
+    else:
+        if sw == 2:
+            for j in range(n):
+                acc[j] = acc[j] + r[2 * j] + r[2 * j + 1]
+        else:
+            for j in range(n):
+                acc[j] = acc[j] + r[j * sw] + r[j * sw + 1]
+
+
+cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
+                           Py_ssize_t it) noexcept nogil:
+    """Work item ``it``: a band of output rows ``oh`` of one ``(n, c, od)``,
+    restricted to one chunk of output positions along W."""
+    cdef real_t acc[BLOCK]
+    cdef Py_ssize_t ch = it % g.nchunk
+    cdef Py_ssize_t rest = it // g.nchunk
+    cdef Py_ssize_t band = rest % g.nband
+    cdef Py_ssize_t ncd = rest // g.nband
+    cdef Py_ssize_t od = ncd % g.osz[0]
+    cdef Py_ssize_t n = (ncd // g.osz[0]) // g.C, c = (ncd // g.osz[0]) % g.C
+    cdef Py_ssize_t oh0 = band * g.band
+    cdef Py_ssize_t oh1 = _imin(oh0 + g.band, g.osz[1])
+    cdef Py_ssize_t ow0 = ch * g.chunk
+    cdef Py_ssize_t ow1 = _imin(ow0 + g.chunk, g.osz[2])
+    cdef Py_ssize_t oh, b0, blen, j, kd, kh, kw, jn, jf2, jfull, chh, sw = g.st[2]
+    cdef Py_ssize_t xs4 = g.xs[4], step = g.st[2] * g.xs[4]
+    cdef Py_ssize_t cd = _count(od, g.ks[0], g.st[0], g.isz[0])
+    cdef const real_t* base = (x + n * g.xs[0] + c * g.xs[1]
+                               + od * g.st[0] * g.xs[2])
+    cdef const real_t* r
+    cdef real_t* orow
+    cdef real_t v, m
+    cdef int mode = g.fwd.mode
+    cdef bint fused = (g.extreme == 0 and g.ks[2] == 2 and xs4 == 1
+                       and (mode == PW_SQ or mode == PW_ONE))
+    cdef bint fast_finish = (g.extreme == 0 and g.os[4] == 1
+                             and (g.root.mode == PW_SQRT or g.root.mode == PW_ONE))
+    b0 = ow0
+    while b0 < ow1:
+        blen = _imin(BLOCK, ow1 - b0)
+        # outputs b0 + j, j < jf2, have both taps of a 2-wide window inside
+        # the row; j < jfull, the whole window (one count for all of them)
+        jf2 = _imax(0, _imin(blen, (g.isz[2] - 1 - b0 * sw + sw - 1) // sw))
+        jfull = _imax(0, _imin(blen, (g.isz[2] - g.ks[2] - b0 * sw) // sw + 1))
+        for oh in range(oh0, oh1):
+            chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
+            orow = (out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+                    + b0 * g.os[4])
+            if g.extreme != 0:
+                for j in range(blen):
+                    acc[j] = -INFINITY
+            else:
+                for j in range(blen):
+                    acc[j] = 0
+            for kd in range(cd):
+                for kh in range(chh):
+                    r = base + kd * g.xs[2] + (oh * g.st[1] + kh) * g.xs[3] + b0 * step
+                    if fused:
+                        # both taps in one pass (the same summation order) ...
+                        _sum2(acc, r, jf2, sw, mode == PW_SQ)
+                        # ... then tap 0 of a ceil-mode edge window
+                        for j in range(jf2, blen):
+                            if (b0 + j) * sw >= g.isz[2]:
+                                break
+                            acc[j] += _pw(r[j * step], &g.fwd)
+                        continue
+                    for kw in range(g.ks[2]):
+                        # outputs b0 + j whose tap kw lies inside the row
+                        jn = (g.isz[2] - kw - b0 * sw + sw - 1) // sw
+                        if jn <= 0:
+                            break
+                        jn = _imin(jn, blen)
+                        if g.extreme > 0:
+                            for j in range(jn):
+                                v = fabs(r[j * step])
+                                m = acc[j]
+                                acc[j] = v if (v > m) | (v != v) else m
+                        elif g.extreme < 0:
+                            for j in range(jn):
+                                v = -fabs(r[j * step])
+                                m = acc[j]
+                                acc[j] = v if (v > m) | (v != v) else m
+                        elif mode == PW_SQ:
+                            for j in range(jn):
+                                acc[j] += r[j * step] * r[j * step]
+                        elif mode == PW_ONE:
+                            for j in range(jn):
+                                acc[j] += r[j * step]
+                        elif mode == PW_CUBE:
+                            for j in range(jn):
+                                v = r[j * step]
+                                acc[j] += v * v * v
+                        else:
+                            for j in range(jn):
+                                acc[j] += _pw(r[j * step], &g.fwd)
+                        r = r + xs4
+            if g.extreme > 0:
+                for j in range(blen):
+                    orow[j * g.os[4]] = acc[j]
+            elif g.extreme < 0:
+                for j in range(blen):
+                    orow[j * g.os[4]] = -acc[j]
+            else:
+                j = 0
+                if fast_finish:
+                    _finish_row(orow, acc, jfull, <real_t>(cd * chh * g.ks[2]),
+                                <real_t>g.K, g.root.mode == PW_SQRT)
+                    j = jfull
+                while j < blen:
+                    orow[j * g.os[4]] = _finish(
+                        acc[j], cd * chh * _count(b0 + j, g.ks[2], sw, g.isz[2]), g)
+                    j += 1
+        b0 += blen
+
+
+cdef int _fwd(const real_t* x, real_t* out, const G* g) noexcept nogil:
+    cdef Py_ssize_t it
+    cdef Py_ssize_t nitems = g.N * g.C * g.osz[0] * g.nband * g.nchunk
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _fwd_item(x, out, g, it)
+    return 0
+
+
+# -------------------------------------------------------------- backward
+
+cdef inline void _bwd_plane(const real_t* go, const real_t* x, real_t* gi,
+                            const G* g, Py_ssize_t it) noexcept nogil:
+    """Input-gradient plane ``it = n*C + c``: zero it, add every window's
+    coefficient to its taps (or the output gradient to the window's extreme
+    tap for p = ±inf), then multiply by the pointwise factor."""
+    cdef Py_ssize_t n = it // g.C, c = it % g.C
+    cdef const real_t* xp = x + n * g.xs[0] + c * g.xs[1]
+    cdef const real_t* gop = go + n * g.os[0] + c * g.os[1]
+    cdef real_t* gp = gi + n * g.gs[0] + c * g.gs[1]
+    cdef Py_ssize_t d, h, w, od, oh, ow, kd, kh, kw, cd, chh, cw, d0, h0, w0
+    cdef Py_ssize_t xo, go_off, bx, bg
+    cdef real_t s, a, t, gt, ga, coef, v, best, K = <real_t>g.K
+    cdef real_t e = <real_t>(1.0 / g.p), p = <real_t>g.p
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                gp[d * g.gs[2] + h * g.gs[3] + w * g.gs[4]] = 0
+    for od in range(g.osz[0]):
+        d0 = od * g.st[0]
+        cd = _count(od, g.ks[0], g.st[0], g.isz[0])
+        for oh in range(g.osz[1]):
+            h0 = oh * g.st[1]
+            chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
+            for ow in range(g.osz[2]):
+                w0 = ow * g.st[2]
+                cw = _count(ow, g.ks[2], g.st[2], g.isz[2])
+                go_off = od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+                if g.extreme != 0:
+                    best = -INFINITY
+                    bx = d0 * g.xs[2] + h0 * g.xs[3] + w0 * g.xs[4]
+                    bg = d0 * g.gs[2] + h0 * g.gs[3] + w0 * g.gs[4]
+                    for kd in range(cd):
+                        for kh in range(chh):
+                            for kw in range(cw):
+                                xo = ((d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                                      + (w0 + kw) * g.xs[4])
+                                v = fabs(xp[xo])
+                                if g.extreme < 0:
+                                    v = -v
+                                if v > best or v != v:
+                                    best = v
+                                    bg = ((d0 + kd) * g.gs[2] + (h0 + kh) * g.gs[3]
+                                          + (w0 + kw) * g.gs[4])
+                    gp[bg] += gop[go_off]
+                    continue
+                s = 0
+                for kd in range(cd):
+                    for kh in range(chh):
+                        for kw in range(cw):
+                            s += _pw(xp[(d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                                        + (w0 + kw) * g.xs[4]], &g.fwd)
+                a = s / <real_t>(cd * chh * cw)
+                if a == 0:
+                    continue            # relu's mask: no gradient
+                t = a * K
+                gt = gop[go_off] * (e * _pw(t, &g.droot))
+                ga = gt * K * _sign(a) * _sign(a)
+                coef = ga / <real_t>(cd * chh * cw)
+                for kd in range(cd):
+                    for kh in range(chh):
+                        for kw in range(cw):
+                            gp[(d0 + kd) * g.gs[2] + (h0 + kh) * g.gs[3]
+                               + (w0 + kw) * g.gs[4]] += coef
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                v = xp[d * g.xs[2] + h * g.xs[3] + w * g.xs[4]]
+                xo = d * g.gs[2] + h * g.gs[3] + w * g.gs[4]
+                if g.extreme != 0:
+                    gp[xo] = gp[xo] * _sign(v)
+                else:
+                    gp[xo] = gp[xo] * (p * _pw(v, &g.dfwd))
+
+
+cdef int _bwd(const real_t* go, const real_t* x, real_t* gi, const G* g) noexcept nogil:
+    cdef Py_ssize_t it, nitems = g.N * g.C
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _bwd_plane(go, x, gi, g, it)
+    return 0
+
+
+# ------------------------------------------------------ Python wrappers
+
+cdef int _strides(cnp.ndarray a, str name, Py_ssize_t* out) except -1:
+    cdef int i
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(a)
+    if cnp.PyArray_NDIM(a) != 5:
+        raise ValueError(f"{name} must be 5-d")
+    for i in range(5):
+        if cnp.PyArray_STRIDES(a)[i] % item:
+            raise ValueError(f"{name} strides must be multiples of its item size")
+        out[i] = cnp.PyArray_STRIDES(a)[i] // item
+    return 0
+
+
+cdef int _setup(G* g, cnp.ndarray x, tuple osz, tuple kernel, tuple stride,
+                double p, int nthreads) except -1:
+    cdef int i
+    g.N = x.shape[0]
+    g.C = x.shape[1]
+    for i in range(3):
+        g.isz[i] = x.shape[2 + i]
+        g.osz[i] = osz[i]
+        g.ks[i] = kernel[i]
+        g.st[i] = stride[i]
+        if g.ks[i] < 1 or g.st[i] < 1 or g.isz[i] < 1 or g.osz[i] < 1:
+            raise ValueError("invalid window geometry")
+        # every window starts inside the input (Python integers: no overflow)
+        if (osz[i] - 1) * stride[i] >= x.shape[2 + i]:
+            raise ValueError("a window would start outside the input")
+    if p != p or p == 0:
+        raise ValueError("norm_type must be non-zero and not NaN")
+    g.p = p
+    g.extreme = 1 if p == INFINITY else (-1 if p == -INFINITY else 0)
+    g.K = float(kernel[0]) * float(kernel[1]) * float(kernel[2])
+    if g.extreme == 0:
+        g.fwd = _pow_mode(p)
+        g.root = _pow_mode(1.0 / p)
+        g.droot = _pow_mode(1.0 / p - 1.0)
+        g.dfwd = _pow_mode(p - 1.0)
+    g.nthreads = max(1, nthreads)
+    return 0
+
+
+def lp_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
+                    tuple kernel, tuple stride, double p, int nthreads):
+    """Fill ``out`` (5-d, the input's dtype) with the Lp pooling of ``x``."""
+    cdef G g
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef const void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef Py_ssize_t rows, want, planes
+    if typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        raise TypeError(f"Lp pooling does not support dtype {x.dtype}")
+    if cnp.PyArray_TYPE(out) != typenum:
+        raise TypeError("out must have the input's dtype")
+    if not cnp.PyArray_ISWRITEABLE(out):
+        raise ValueError("out is read-only")
+    _strides(x, "x", g.xs)
+    _strides(out, "out", g.os)
+    if out.shape[0] != x.shape[0] or out.shape[1] != x.shape[1]:
+        raise ValueError("out must have the input's N and C")
+    _setup(&g, x, (out.shape[2], out.shape[3], out.shape[4]), kernel, stride, p,
+           nthreads)
+    if g.N * g.C == 0:
+        return
+    # work items: bands of output rows of one (n, c, od), whole planes when
+    # there are enough of them, and chunks of long rows when even single
+    # rows are too few to feed every thread
+    planes = g.N * g.C * g.osz[0]
+    rows = planes * g.osz[1]
+    want = 4 * g.nthreads if g.nthreads > 1 else 1
+    g.nband = 1
+    if planes < want:
+        g.nband = min(g.osz[1], (want + planes - 1) // planes)
+    g.band = (g.osz[1] + g.nband - 1) // g.nband
+    g.nband = (g.osz[1] + g.band - 1) // g.band
+    g.nchunk = 1
+    if planes * g.nband < want and g.osz[2] > 2 * BLOCK:
+        g.nchunk = min((want + planes * g.nband - 1) // (planes * g.nband),
+                       (g.osz[2] + BLOCK - 1) // BLOCK)
+    g.chunk = (g.osz[2] + g.nchunk - 1) // g.nchunk
+    g.nchunk = (g.osz[2] + g.chunk - 1) // g.chunk
+    g.nthreads = <int>max(1, min(g.nthreads, planes * g.nband * g.nchunk))
+    g.parallel = g.nthreads > 1 and (
+        <double>rows * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2] >= PARALLEL_MIN_WORK)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _fwd(<const float*>xp, <float*>op, &g)
+        else:
+            _fwd(<const double*>xp, <double*>op, &g)
+
+
+def lp_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
+                     cnp.ndarray grad_in not None, tuple kernel, tuple stride,
+                     double p, int nthreads):
+    """Fill ``grad_in`` (``x``'s shape and dtype) with the gradient of Lp
+    pooling for the output gradient ``grad_out``."""
+    cdef G g
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef const void* gop = cnp.PyArray_DATA(grad_out)
+    cdef const void* xp = cnp.PyArray_DATA(x)
+    cdef void* gip = cnp.PyArray_DATA(grad_in)
+    cdef int i
+    if typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        raise TypeError(f"Lp pooling does not support dtype {x.dtype}")
+    if cnp.PyArray_TYPE(grad_out) != typenum or cnp.PyArray_TYPE(grad_in) != typenum:
+        raise TypeError("grad_out and grad_in must have the input's dtype")
+    if not cnp.PyArray_ISWRITEABLE(grad_in):
+        raise ValueError("grad_in is read-only")
+    _strides(x, "x", g.xs)
+    _strides(grad_out, "grad_out", g.os)
+    _strides(grad_in, "grad_in", g.gs)
+    for i in range(5):
+        if grad_in.shape[i] != x.shape[i]:
+            raise ValueError("grad_in must have the input's shape")
+    if grad_out.shape[0] != x.shape[0] or grad_out.shape[1] != x.shape[1]:
+        raise ValueError("grad_out must have the input's N and C")
+    _setup(&g, x, (grad_out.shape[2], grad_out.shape[3], grad_out.shape[4]), kernel,
+           stride, p, nthreads)
+    if g.N * g.C == 0:
+        return
+    g.nthreads = <int>max(1, min(g.nthreads, g.N * g.C))
+    g.parallel = g.nthreads > 1 and (
+        <double>g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * 4 >= PARALLEL_MIN_WORK)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _bwd(<const float*>gop, <const float*>xp, <float*>gip, &g)
+        else:
+            _bwd(<const double*>gop, <const double*>xp, <double*>gip, &g)
