@@ -104,12 +104,16 @@ def _output_size(output_size, output_ratio, in_size, kernel, nd, op):
                 )
         # PyTorch's rule, in Python (double) arithmetic: int(In * ratio)
         out = tuple(int(L * float(r)) for L, r in zip(in_size, ratio))
+    # PyTorch's rule: 2-d needs Out + k - 1 <= In; its 3-d check is strict
+    # (Out + k - 1 < In), and cypool rejects what PyTorch rejects
+    strict = nd == 3
     for name, L, k, o in zip(_DIM_NAMES[nd], in_size, kernel, out):
-        if o + k - 1 > L:
+        if o + k - 1 > L - strict:
             raise ValueError(
                 f"{op}: kernel_size {k} too large for output size {o} along the "
                 f"{name} (input size {L}): output_size + kernel_size - 1 must be "
-                "at most the input size"
+                + ("smaller than the input size (PyTorch's 3-d rule)" if strict
+                   else "at most the input size")
             )
     return out
 

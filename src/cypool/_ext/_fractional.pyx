@@ -130,46 +130,91 @@ cdef inline void _table(double u, Py_ssize_t In, Py_ssize_t Out, Py_ssize_t k,
 
 # --------------------------------------------------------- plane-major pass
 
-cdef inline void _tap_row(const pool_t* row, Py_ssize_t xw, const Py_ssize_t* tw,
-                          Py_ssize_t kw, int64_t base, Py_ssize_t ow_n,
-                          pool_t* o, Py_ssize_t osw, int64_t* j, Py_ssize_t jsw,
-                          bint first) noexcept nogil:
-    """One tap (row ``row``, W offset ``kw``) over a whole output row:
-    ``o[ow] = max(o[ow], row[tw[ow] + kw])`` with PyTorch's rule, and the
-    winner's flat index ``base + tw[ow] + kw`` into ``j`` unless NULL."""
-    cdef Py_ssize_t ow, w
+cdef inline void _gather(const pool_t* row, Py_ssize_t xw, const Py_ssize_t* tw,
+                        Py_ssize_t kw, Py_ssize_t n, pool_t* g) noexcept nogil:
+    """``g[ow] = row[(tw[ow] + kw) * xw]``: one tap of every window of an
+    output row, staged contiguously so that the update pass vectorises."""
+    cdef Py_ssize_t ow
+    if xw == 1:
+        for ow in range(n):
+            g[ow] = row[tw[ow] + kw]
+    else:
+        for ow in range(n):
+            g[ow] = row[(tw[ow] + kw) * xw]
+
+
+cdef inline void _update(pool_t* m, const pool_t* g, Py_ssize_t n) noexcept nogil:
+    """``m = g if g > m or g is NaN else m``, element-wise, branch-free."""
+    cdef Py_ssize_t ow
     cdef pool_t v, b
     cdef bint take
-    if first:
-        if j != NULL:
-            for ow in range(ow_n):
-                w = tw[ow] + kw
-                o[ow * osw] = row[w * xw]
-                j[ow * jsw] = base + w
+    for ow in range(n):
+        v = g[ow]
+        b = m[ow]
+        if pool_t is float or pool_t is double:
+            take = (v > b) | (v != v)
         else:
-            for ow in range(ow_n):
-                o[ow * osw] = row[(tw[ow] + kw) * xw]
-        return
-    if j != NULL:
-        for ow in range(ow_n):
-            w = tw[ow] + kw
-            v = row[w * xw]
-            b = o[ow * osw]
-            if pool_t is float or pool_t is double:
-                take = (v > b) | (v != v)
-            else:
-                take = v > b
-            o[ow * osw] = v if take else b
-            j[ow * jsw] = (base + w) if take else j[ow * jsw]
+            take = v > b
+        m[ow] = v if take else b
+
+
+cdef inline void _update_tag(pool_t* m, pool_t* tg, const pool_t* g, pool_t tv,
+                             Py_ssize_t n) noexcept nogil:
+    """:func:`_update`, and the winning tap's number ``tv`` (stored in the
+    value dtype, so that the two selects have one width and vectorise
+    together) into ``tg``."""
+    cdef Py_ssize_t ow
+    cdef pool_t v, b, t
+    cdef bint take
+    for ow in range(n):
+        v = g[ow]
+        b = m[ow]
+        t = tg[ow]  # loaded unconditionally: a load inside the select
+                    # would keep the compiler from vectorising the loop
+        if pool_t is float or pool_t is double:
+            take = (v > b) | (v != v)
+        else:
+            take = v > b
+        m[ow] = v if take else b
+        tg[ow] = tv if take else t
+
+
+cdef inline bint _tags_fit(pool_t zero, Py_ssize_t ntaps) noexcept nogil:
+    """Every tap number below ``ntaps`` is exact in the value dtype."""
+    if pool_t is float:
+        return ntaps <= (1 << 24)
+    elif pool_t is double:
+        return ntaps <= (<Py_ssize_t>1 << 53)
+    elif pool_t is int8_t:
+        return ntaps <= 128
+    elif pool_t is uint8_t:
+        return ntaps <= 256
+    elif pool_t is int16_t:
+        return ntaps <= 32768
+    elif pool_t is uint16_t:
+        return ntaps <= 65536
     else:
-        for ow in range(ow_n):
-            v = row[(tw[ow] + kw) * xw]
-            b = o[ow * osw]
-            if pool_t is float or pool_t is double:
-                take = (v > b) | (v != v)
-            else:
-                take = v > b
-            o[ow * osw] = v if take else b
+        return True
+
+
+cdef inline void _update_idx(pool_t* m, int64_t* bi, const pool_t* g,
+                             const Py_ssize_t* tw, int64_t base,
+                             Py_ssize_t n) noexcept nogil:
+    """:func:`_update`, and the winner's flat index ``base + tw[ow]`` (the
+    fallback when tap numbers do not fit the value dtype); the index select
+    is integer bit arithmetic, so it stays branch-free."""
+    cdef Py_ssize_t ow
+    cdef pool_t v, b
+    cdef int64_t msk
+    for ow in range(n):
+        v = g[ow]
+        b = m[ow]
+        if pool_t is float or pool_t is double:
+            msk = -<int64_t>((v > b) | (v != v))
+        else:
+            msk = -<int64_t>(v > b)
+        m[ow] = v if msk else b
+        bi[ow] = ((base + tw[ow]) & msk) | (bi[ow] & ~msk)
 
 
 cdef inline void _planes_item(const pool_t* x, pool_t* out, int64_t* idx,
@@ -180,34 +225,72 @@ cdef inline void _planes_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef Py_ssize_t r1 = r0 + g.band
     cdef Py_ssize_t n = p // g.C
     cdef Py_ssize_t c = p % g.C
+    cdef Py_ssize_t OW = g.osz[2]
     cdef const double* u = g.u + 3 * p
+    # scratch: W starts, then the row's running maxima, their indices and
+    # one staged tap
+    cdef Py_ssize_t ntap = g.ks[0] * g.ks[1] * g.ks[2]
+    cdef bint tags = idx != NULL and _tags_fit(<pool_t>0, ntap)
+    # scratch: W starts, the row's running maxima, their indices (or tap
+    # numbers, and the flat offset of every tap), one staged tap
     cdef Py_ssize_t* tw = <Py_ssize_t*>mine
-    cdef Py_ssize_t r, od, oh, d0, h0, kd, kh, kw
+    cdef int64_t* bi = <int64_t*>(mine + _lines(OW * sizeof(Py_ssize_t)))
+    cdef pool_t* m = <pool_t*>(<char*>bi + _lines(OW * sizeof(int64_t)))
+    cdef pool_t* gb = <pool_t*>(<char*>m + _lines(OW * sizeof(pool_t)))
+    cdef pool_t* tg = <pool_t*>(<char*>gb + _lines(OW * sizeof(pool_t)))
+    cdef int64_t* tb = <int64_t*>(<char*>tg + _lines(OW * sizeof(pool_t)))
+    cdef Py_ssize_t r, od, oh, d0, h0, kd, kh, kw, ow, t
     cdef const pool_t* xp = x + n * g.xs[0] + c * g.xs[1]
     cdef const pool_t* row
     cdef pool_t* o
-    cdef int64_t* j = NULL
-    cdef bint first
+    cdef int64_t* j
+    cdef int64_t base
     if r1 > R:
         r1 = R
-    _table(u[2], g.isz[2], g.osz[2], g.ks[2], g.single, tw, 1)
+    _table(u[2], g.isz[2], OW, g.ks[2], g.single, tw, 1)
     for r in range(r0, r1):
         od = r // g.osz[1]
         oh = r % g.osz[1]
         d0 = _start(u[0], od, g.isz[0], g.osz[0], g.ks[0], g.single)
         h0 = _start(u[1], oh, g.isz[1], g.osz[1], g.ks[1], g.single)
-        o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
-        if idx != NULL:
-            j = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3]
-        first = True
+        t = 0
         for kd in range(g.ks[0]):
             for kh in range(g.ks[1]):
                 row = xp + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                base = ((d0 + kd) * g.isz[1] + h0 + kh) * g.isz[2]
                 for kw in range(g.ks[2]):
-                    _tap_row(row, g.xs[4], tw, kw,
-                             ((d0 + kd) * g.isz[1] + h0 + kh) * g.isz[2],
-                             g.osz[2], o, g.os[4], j, g.js[4], first)
-                    first = False
+                    if t == 0:
+                        # the first tap always wins against PyTorch's initial
+                        # -inf (or integer minimum) with the first tap's index
+                        _gather(row, g.xs[4], tw, kw, OW, m)
+                        if tags:
+                            for ow in range(OW):
+                                tg[ow] = 0
+                        elif idx != NULL:
+                            for ow in range(OW):
+                                bi[ow] = base + tw[ow]
+                    else:
+                        _gather(row, g.xs[4], tw, kw, OW, gb)
+                        if tags:
+                            _update_tag(m, tg, gb, <pool_t>t, OW)
+                        elif idx != NULL:
+                            _update_idx(m, bi, gb, tw, base + kw, OW)
+                        else:
+                            _update(m, gb, OW)
+                    if tags:
+                        tb[t] = base + kw
+                    t += 1
+        o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+        for ow in range(OW):
+            o[ow * g.os[4]] = m[ow]
+        if idx != NULL:
+            j = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3]
+            if tags:
+                for ow in range(OW):
+                    j[ow * g.js[4]] = tb[<Py_ssize_t>tg[ow]] + tw[ow]
+            else:
+                for ow in range(OW):
+                    j[ow * g.js[4]] = bi[ow]
 
 
 cdef int _fwd_planes(const pool_t* x, pool_t* out, int64_t* idx,
@@ -235,26 +318,34 @@ cdef inline void _cl_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef Py_ssize_t r0 = (it % g.nband) * g.band
     cdef Py_ssize_t R = g.osz[0] * g.osz[1]
     cdef Py_ssize_t r1 = r0 + g.band
+    cdef Py_ssize_t KW = g.ks[2]
     cdef Py_ssize_t ntap = g.ks[0] * g.ks[1]
+    cdef bint tags = idx != NULL and _tags_fit(<pool_t>0, ntap * KW)
     cdef const double* u = g.u + 3 * C * n
-    # scratch: W starts [ow][c], then row offsets and index bases [tap][c]
+    # scratch: W starts [ow][c]; row offsets and index bases [tap][c]; the
+    # running maxima, their indices, one staged tap and tap numbers [c]
     cdef Py_ssize_t* tw = <Py_ssize_t*>mine
-    cdef Py_ssize_t* roff = tw + g.osz[2] * C
-    cdef int64_t* ioff = <int64_t*>(roff + ntap * C)
+    cdef Py_ssize_t* roff = <Py_ssize_t*>(mine + _lines(g.osz[2] * C * sizeof(Py_ssize_t)))
+    cdef int64_t* ioff = <int64_t*>(<char*>roff + _lines(ntap * C * sizeof(Py_ssize_t)))
+    cdef int64_t* bi = <int64_t*>(<char*>ioff + _lines(ntap * C * sizeof(int64_t)))
+    cdef pool_t* m = <pool_t*>(<char*>bi + _lines(C * sizeof(int64_t)))
+    cdef pool_t* gb = <pool_t*>(<char*>m + _lines(C * sizeof(pool_t)))
+    cdef pool_t* tg = <pool_t*>(<char*>gb + _lines(C * sizeof(pool_t)))
     cdef const pool_t* xp = x + n * g.xs[0]
-    cdef Py_ssize_t r, od, oh, ow, c, d0, h0, kd, kh, kw, t, w
+    cdef Py_ssize_t r, od, oh, ow, c, d0, h0, kd, kh, kw, t, tt, tag, w
     cdef Py_ssize_t xc = g.xs[1], xw = g.xs[4], oc = g.os[1], jc = g.js[1]
     cdef const Py_ssize_t* twr
     cdef const Py_ssize_t* rt
-    cdef const int64_t* it_
+    cdef const int64_t* ib
+    cdef pool_t* dst
     cdef pool_t* o
     cdef int64_t* j = NULL
     cdef pool_t v, b
-    cdef bint take
+    cdef int64_t msk
     if r1 > R:
         r1 = R
     for c in range(C):
-        _table(u[3 * c + 2], g.isz[2], g.osz[2], g.ks[2], g.single, tw + c, C)
+        _table(u[3 * c + 2], g.isz[2], g.osz[2], KW, g.single, tw + c, C)
     for r in range(r0, r1):
         od = r // g.osz[1]
         oh = r % g.osz[1]
@@ -269,42 +360,50 @@ cdef inline void _cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                     t += 1
         for ow in range(g.osz[2]):
             twr = tw + ow * C
-            o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
-            if idx != NULL:
-                j = idx + n * g.js[0] + od * g.js[2] + oh * g.js[3] + ow * g.js[4]
+            tt = 0
             for t in range(ntap):
                 rt = roff + t * C
-                it_ = ioff + t * C
-                for kw in range(g.ks[2]):
-                    if t == 0 and kw == 0:
-                        if j != NULL:
+                ib = ioff + t * C
+                for kw in range(KW):
+                    # stage this tap of every channel's window contiguously
+                    dst = m if tt == 0 else gb
+                    for c in range(C):
+                        dst[c] = xp[rt[c] + (twr[c] + kw) * xw]
+                    if tt == 0:
+                        if tags:
                             for c in range(C):
-                                w = twr[c]
-                                o[c * oc] = xp[rt[c] + w * xw]
-                                j[c * jc] = it_[c] + w
-                        else:
+                                tg[c] = 0
+                        elif idx != NULL:
                             for c in range(C):
-                                o[c * oc] = xp[rt[c] + twr[c] * xw]
-                    elif j != NULL:
+                                bi[c] = ib[c] + twr[c]
+                    elif tags:
+                        _update_tag(m, tg, gb, <pool_t>tt, C)
+                    elif idx != NULL:
                         for c in range(C):
-                            w = twr[c] + kw
-                            v = xp[rt[c] + w * xw]
-                            b = o[c * oc]
+                            v = gb[c]
+                            b = m[c]
                             if pool_t is float or pool_t is double:
-                                take = (v > b) | (v != v)
+                                msk = -<int64_t>((v > b) | (v != v))
                             else:
-                                take = v > b
-                            o[c * oc] = v if take else b
-                            j[c * jc] = (it_[c] + w) if take else j[c * jc]
+                                msk = -<int64_t>(v > b)
+                            m[c] = v if msk else b
+                            bi[c] = ((ib[c] + twr[c] + kw) & msk) | (bi[c] & ~msk)
                     else:
-                        for c in range(C):
-                            v = xp[rt[c] + (twr[c] + kw) * xw]
-                            b = o[c * oc]
-                            if pool_t is float or pool_t is double:
-                                take = (v > b) | (v != v)
-                            else:
-                                take = v > b
-                            o[c * oc] = v if take else b
+                        _update(m, gb, C)
+                    tt += 1
+            o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+            for c in range(C):
+                o[c * oc] = m[c]
+            if idx != NULL:
+                j = idx + n * g.js[0] + od * g.js[2] + oh * g.js[3] + ow * g.js[4]
+                if tags:
+                    for c in range(C):
+                        tag = <Py_ssize_t>tg[c]
+                        t = tag // KW
+                        j[c * jc] = ioff[t * C + c] + twr[c] + (tag - t * KW)
+                else:
+                    for c in range(C):
+                        j[c * jc] = bi[c]
 
 
 cdef int _fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
@@ -448,10 +547,13 @@ def fractional_max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None
     g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
     ntap = g.ks[0] * g.ks[1]
     if cl:
-        g.per = _lines((g.osz[2] + ntap) * g.C * sizeof(Py_ssize_t)
-                       + ntap * g.C * sizeof(int64_t))
+        g.per = (_lines(g.osz[2] * g.C * sizeof(Py_ssize_t))
+                 + _lines(ntap * g.C * sizeof(Py_ssize_t)) + _lines(ntap * g.C * sizeof(int64_t))
+                 + _lines(g.C * sizeof(int64_t)) + 3 * _lines(g.C * cnp.PyArray_ITEMSIZE(x)))
     else:
-        g.per = _lines(g.osz[2] * sizeof(Py_ssize_t))
+        g.per = (_lines(g.osz[2] * sizeof(Py_ssize_t)) + _lines(g.osz[2] * sizeof(int64_t))
+                 + 3 * _lines(g.osz[2] * cnp.PyArray_ITEMSIZE(x))
+                 + _lines(ntap * g.ks[2] * sizeof(int64_t)))
     with nogil:
         rc = _dispatch(typenum, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out), ip, &g, cl)
     if rc == -1:
