@@ -39,6 +39,15 @@ def _torch_sign(v):
     return np.where(np.isnan(v), 0, np.sign(v)).astype(v.dtype)
 
 
+def _pow(x, q):
+    """``x ** q`` as PyTorch's pow kernel computes it.  NumPy agrees except
+    for ``q = -0.5``, which PyTorch evaluates as ``1 / sqrt(x)`` (so ``-inf``
+    gives NaN and ``-0`` gives ``-inf``, where ``pow`` gives 0 and ``+inf``)."""
+    if q == -0.5:
+        return 1 / np.sqrt(x)
+    return x ** q
+
+
 def _window_sum(u, geom):
     """Sum of every window of ``u``, taps added in PyTorch's scan order."""
     total = np.zeros(u.shape[:2] + geom.out_size, dtype=u.dtype)
@@ -52,7 +61,7 @@ def _composite_parts(x, geom, p):
     ``x**p``), ``t`` (the rectified, kernel-scaled average that the root is
     taken of) and the per-window count."""
     count = _reference._divisor(geom, True, None).astype(x.dtype)  # clipped: no padding
-    u = x ** p
+    u = _pow(x, p)
     a = _window_sum(u, geom) / count
     t = np.where(a == 0, 0, a).astype(x.dtype)  # sign(a) * relu(|a|): -0 becomes +0
     t = t * x.dtype.type(math.prod(geom.kernel))
@@ -78,7 +87,7 @@ def lp_pool(x, geom, p, out):
             out[...] = best if p > 0 else -best
             return
         _, t, _ = _composite_parts(x, geom, p)
-        out[...] = t ** (1.0 / p)
+        out[...] = _pow(t, 1.0 / p)
 
 
 def lp_pool_backward(grad_output, x, geom, p, grad_input):
@@ -107,7 +116,7 @@ def lp_pool_backward(grad_output, x, geom, p, grad_input):
         dt = x.dtype.type
         a, t, count = _composite_parts(x, geom, p)
         e = 1.0 / p
-        grad_t = grad_output * (dt(e) * t ** (e - 1))
+        grad_t = grad_output * (dt(e) * _pow(t, e - 1))
         grad_r = grad_t * dt(math.prod(geom.kernel)) * _torch_sign(a)
         r = np.maximum(np.abs(a), 0)  # relu(|a|); NaN stays NaN and passes
         grad_abs = np.where(r <= 0, dt(0), grad_r)
@@ -116,4 +125,4 @@ def lp_pool_backward(grad_output, x, geom, p, grad_input):
         grad_u = np.zeros(grad_input.shape, dtype=x.dtype)
         for osl, isl in _reference._taps(geom):
             grad_u[ALL + isl] += g[ALL + osl]
-        grad_input[...] = grad_u * (dt(p) * x ** (p - 1))
+        grad_input[...] = grad_u * (dt(p) * _pow(x, p - 1))
