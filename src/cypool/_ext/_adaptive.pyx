@@ -91,6 +91,8 @@ cdef struct AGeo:
     Py_ssize_t* hi[3]      # bin ends per dimension
     Py_ssize_t kw          # uniform W bin width (W % Ow == 0), else 0
     Py_ssize_t cb          # channel block of channels-last work items
+    Py_ssize_t band        # output rows (H) per planar work item
+    Py_ssize_t nband       # planar work items per (n, c, od)
     int nthreads
     bint parallel
 
@@ -173,14 +175,28 @@ cdef inline Py_ssize_t _lines(Py_ssize_t nbytes) noexcept nogil:
     return (nbytes + LINE - 1) // LINE * LINE
 
 
-cdef inline void _decode_row(const AGeo* g, Py_ssize_t it, Py_ssize_t* n,
-                             Py_ssize_t* c, Py_ssize_t* od, Py_ssize_t* oh) noexcept nogil:
-    oh[0] = it % g.osz[1]
-    it = it // g.osz[1]
-    od[0] = it % g.osz[0]
-    it = it // g.osz[0]
-    c[0] = it % g.C
-    n[0] = it // g.C
+cdef inline void _decode_rows(const AGeo* g, Py_ssize_t it, Py_ssize_t* n,
+                              Py_ssize_t* c, Py_ssize_t* od, Py_ssize_t* oh0,
+                              Py_ssize_t* oh1) noexcept nogil:
+    """Work item ``it`` of the planar kernels: output rows ``[oh0, oh1)`` of
+    ``(n, c, od)``.  Divisions are skipped where a factor is 1 (whole planes
+    per item, N merged into C by the caller)."""
+    cdef Py_ssize_t b = 0
+    if g.nband > 1:
+        b = it % g.nband
+        it = it // g.nband
+    oh0[0] = b * g.band
+    oh1[0] = _imin(oh0[0] + g.band, g.osz[1])
+    od[0] = 0
+    if g.osz[0] > 1:
+        od[0] = it % g.osz[0]
+        it = it // g.osz[0]
+    if g.N == 1:
+        n[0] = 0
+        c[0] = it
+    else:
+        c[0] = it % g.C
+        n[0] = it // g.C
 
 
 cdef inline void _decode_pos(const AGeo* g, Py_ssize_t it, Py_ssize_t* n,
@@ -244,17 +260,17 @@ cdef inline void _wmax(const pool_t* row, Py_ssize_t e, const AGeo* g,
             tv[ow] = m
 
 
-cdef inline void _max_row_item(const pool_t* x, pool_t* out, int64_t* idx,
-                               const AGeo* g, Py_ssize_t it, pool_t* av,
-                               int64_t* ai, pool_t* tv, int64_t* tw) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh, d, h, ow, Ow = g.osz[2]
+cdef inline void _max_row(const pool_t* x, pool_t* out, int64_t* idx,
+                          const AGeo* g, Py_ssize_t n, Py_ssize_t c, Py_ssize_t od,
+                          Py_ssize_t oh, pool_t* av, int64_t* ai, pool_t* tv,
+                          int64_t* tw) noexcept nogil:
+    cdef Py_ssize_t d, h, ow, Ow = g.osz[2]
     cdef Py_ssize_t H = g.isz[1], W = g.isz[2]
     cdef bint first = True
     cdef int64_t base
     cdef const pool_t* row
     cdef pool_t* orow
     cdef int64_t* irow
-    _decode_row(g, it, &n, &c, &od, &oh)
     for d in range(g.lo[0][od], g.hi[0][od]):
         for h in range(g.lo[1][oh], g.hi[1][oh]):
             row = x + n * g.xs[0] + c * g.xs[1] + d * g.xs[2] + h * g.xs[3]
@@ -284,9 +300,21 @@ cdef inline void _max_row_item(const pool_t* x, pool_t* out, int64_t* idx,
             irow[ow * g.js[4]] = ai[ow]
 
 
+cdef inline void _max_item(const pool_t* x, pool_t* out, int64_t* idx,
+                           const AGeo* g, Py_ssize_t it, char* mine) noexcept nogil:
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh
+    cdef Py_ssize_t lv = _lines(g.osz[2] * sizeof(pool_t))
+    cdef Py_ssize_t li = _lines(g.osz[2] * sizeof(int64_t))
+    _decode_rows(g, it, &n, &c, &od, &oh0, &oh1)
+    for oh in range(oh0, oh1):
+        _max_row(x, out, idx, g, n, c, od, oh, <pool_t*>mine,
+                 <int64_t*>(mine + lv), <pool_t*>(mine + lv + li),
+                 <int64_t*>(mine + 2 * lv + li))
+
+
 cdef int _max_planar(const pool_t* x, pool_t* out, int64_t* idx,
                      const AGeo* g) noexcept nogil:
-    cdef Py_ssize_t it, nitems = g.N * g.C * g.osz[0] * g.osz[1]
+    cdef Py_ssize_t it, nitems = g.N * g.C * g.osz[0] * g.nband
     cdef Py_ssize_t Ow = g.osz[2]
     cdef Py_ssize_t per = 2 * _lines(Ow * sizeof(pool_t)) + 2 * _lines(Ow * sizeof(int64_t))
     cdef char* buf = <char*>malloc(per * g.nthreads + LINE)
@@ -296,11 +324,7 @@ cdef int _max_planar(const pool_t* x, pool_t* out, int64_t* idx,
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         mine = _aligned(buf) + per * cypool_omp_get_thread_num()
         for it in prange(nitems, schedule='static'):
-            _max_row_item(x, out, idx, g, it,
-                          <pool_t*>mine,
-                          <int64_t*>(mine + _lines(Ow * sizeof(pool_t))),
-                          <pool_t*>(mine + _lines(Ow * sizeof(pool_t)) + _lines(Ow * sizeof(int64_t))),
-                          <int64_t*>(mine + 2 * _lines(Ow * sizeof(pool_t)) + _lines(Ow * sizeof(int64_t))))
+            _max_item(x, out, idx, g, it, mine)
     free(buf)
     return 0
 
@@ -408,13 +432,13 @@ cdef inline void _wsum_int(const int_t* row, Py_ssize_t e, const AGeo* g,
         t[ow] = t[ow] + s if add else s
 
 
-cdef inline void _avg_row_item(const real_t* x, real_t* out, const AGeo* g,
-                               Py_ssize_t it, real_t* acc) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh, d, h, ow, Ow = g.osz[2]
+cdef inline void _avg_row(const real_t* x, real_t* out, const AGeo* g,
+                          Py_ssize_t n, Py_ssize_t c, Py_ssize_t od, Py_ssize_t oh,
+                          real_t* acc) noexcept nogil:
+    cdef Py_ssize_t d, h, ow, Ow = g.osz[2]
     cdef bint first = True
     cdef int64_t rows
     cdef real_t* orow
-    _decode_row(g, it, &n, &c, &od, &oh)
     rows = (g.hi[0][od] - g.lo[0][od]) * (g.hi[1][oh] - g.lo[1][oh])
     for d in range(g.lo[0][od], g.hi[0][od]):
         for h in range(g.lo[1][oh], g.hi[1][oh]):
@@ -430,14 +454,13 @@ cdef inline void _avg_row_item(const real_t* x, real_t* out, const AGeo* g,
             orow[ow * g.os[4]] = acc[ow] / <real_t>(rows * (g.hi[2][ow] - g.lo[2][ow]))
 
 
-cdef inline void _avg_int_row_item(const int_t* x, int_t* out, const AGeo* g,
-                                   Py_ssize_t it, uint64_t* acc,
-                                   bint nearest) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh, d, h, ow, Ow = g.osz[2]
+cdef inline void _avg_int_row(const int_t* x, int_t* out, const AGeo* g,
+                              Py_ssize_t n, Py_ssize_t c, Py_ssize_t od, Py_ssize_t oh,
+                              uint64_t* acc, bint nearest) noexcept nogil:
+    cdef Py_ssize_t d, h, ow, Ow = g.osz[2]
     cdef bint first = True
     cdef int64_t rows
     cdef int_t* orow
-    _decode_row(g, it, &n, &c, &od, &oh)
     rows = (g.hi[0][od] - g.lo[0][od]) * (g.hi[1][oh] - g.lo[1][oh])
     for d in range(g.lo[0][od], g.hi[0][od]):
         for h in range(g.lo[1][oh], g.hi[1][oh]):
@@ -450,8 +473,24 @@ cdef inline void _avg_int_row_item(const int_t* x, int_t* out, const AGeo* g,
             <int64_t>acc[ow], rows * (g.hi[2][ow] - g.lo[2][ow]), nearest)
 
 
+cdef inline void _avg_item(const real_t* x, real_t* out, const AGeo* g,
+                           Py_ssize_t it, real_t* acc) noexcept nogil:
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh
+    _decode_rows(g, it, &n, &c, &od, &oh0, &oh1)
+    for oh in range(oh0, oh1):
+        _avg_row(x, out, g, n, c, od, oh, acc)
+
+
+cdef inline void _avg_int_item(const int_t* x, int_t* out, const AGeo* g,
+                               Py_ssize_t it, uint64_t* acc, bint nearest) noexcept nogil:
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh
+    _decode_rows(g, it, &n, &c, &od, &oh0, &oh1)
+    for oh in range(oh0, oh1):
+        _avg_int_row(x, out, g, n, c, od, oh, acc, nearest)
+
+
 cdef int _avg_planar(const real_t* x, real_t* out, const AGeo* g) noexcept nogil:
-    cdef Py_ssize_t it, nitems = g.N * g.C * g.osz[0] * g.osz[1]
+    cdef Py_ssize_t it, nitems = g.N * g.C * g.osz[0] * g.nband
     cdef Py_ssize_t per = _lines(g.osz[2] * sizeof(real_t))
     cdef char* buf = <char*>malloc(per * g.nthreads + LINE)
     cdef char* mine = NULL
@@ -460,14 +499,14 @@ cdef int _avg_planar(const real_t* x, real_t* out, const AGeo* g) noexcept nogil
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         mine = _aligned(buf) + per * cypool_omp_get_thread_num()
         for it in prange(nitems, schedule='static'):
-            _avg_row_item(x, out, g, it, <real_t*>mine)
+            _avg_item(x, out, g, it, <real_t*>mine)
     free(buf)
     return 0
 
 
 cdef int _avg_int_planar(const int_t* x, int_t* out, const AGeo* g,
                          bint nearest) noexcept nogil:
-    cdef Py_ssize_t it, nitems = g.N * g.C * g.osz[0] * g.osz[1]
+    cdef Py_ssize_t it, nitems = g.N * g.C * g.osz[0] * g.nband
     cdef Py_ssize_t per = _lines(g.osz[2] * sizeof(uint64_t))
     cdef char* buf = <char*>malloc(per * g.nthreads + LINE)
     cdef char* mine = NULL
@@ -476,7 +515,7 @@ cdef int _avg_int_planar(const int_t* x, int_t* out, const AGeo* g,
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         mine = _aligned(buf) + per * cypool_omp_get_thread_num()
         for it in prange(nitems, schedule='static'):
-            _avg_int_row_item(x, out, g, it, <uint64_t*>mine, nearest)
+            _avg_int_item(x, out, g, it, <uint64_t*>mine, nearest)
     free(buf)
     return 0
 
@@ -683,15 +722,69 @@ cdef inline void _gmax_run(const pool_t* p, Py_ssize_t len_, Py_ssize_t e,
             first[0] = False
 
 
+cdef inline pool_t _lane_max(const pool_t* p, Py_ssize_t n) noexcept nogil:
+    """The maximum of ``p[0:n]`` (n >= 1), NaN if any element is NaN: eight
+    interleaved branch-free lanes (they vectorise), merged at the end.  Only
+    the value: which element holds it is found by the caller."""
+    cdef pool_t m[8]
+    cdef pool_t r = p[0], v
+    cdef Py_ssize_t i, j, k = 1
+    if n >= 16:
+        for j in range(8):
+            m[j] = p[j]
+        k = 8
+        while k + 8 <= n:
+            for j in range(8):
+                v = p[k + j]
+                m[j] = v if _takes(v, m[j]) else m[j]
+            k += 8
+        r = m[0]
+        for j in range(1, 8):
+            r = m[j] if _takes(m[j], r) else r
+    for i in range(k, n):
+        v = p[i]
+        r = v if _takes(v, r) else r
+    return r
+
+
 cdef inline void _gmax_plane(const pool_t* x, pool_t* out, int64_t* idx,
                              const AGeo* g, Py_ssize_t it) noexcept nogil:
-    cdef Py_ssize_t n = it // g.C, c = it % g.C, d, h
+    cdef Py_ssize_t n = 0, c = it, d, h
     cdef Py_ssize_t H = g.isz[1], W = g.isz[2]
-    cdef const pool_t* p = x + n * g.xs[0] + c * g.xs[1]
+    cdef const pool_t* p
+    if g.N > 1:
+        n = it // g.C
+        c = it % g.C
+    p = x + n * g.xs[0] + c * g.xs[1]
     cdef pool_t best = p[0]
     cdef int64_t bi = 0
     cdef bint first = True
-    if g.kw > 0:      # the plane is one run at a uniform stride
+    cdef Py_ssize_t P = g.isz[0] * H * W, i
+    if g.kw > 0 and g.xs[4] == 1:
+        # contiguous plane: the value first (vectorised); then, where the
+        # element matters (indices asked for, NaN payloads, the sign of a
+        # zero), the scan-order winner: the last NaN, or else the first
+        # element equal to the maximum (everything before it is smaller)
+        best = _lane_max(p, P)
+        if pool_t is float or pool_t is double:
+            if best != best:
+                i = P - 1
+                while p[i] == p[i]:
+                    i -= 1
+                bi = i
+                best = p[i]
+            elif idx != NULL or best == 0:
+                i = 0
+                while not (p[i] == best):
+                    i += 1
+                bi = i
+                best = p[i]
+        elif idx != NULL:
+            i = 0
+            while p[i] != best:
+                i += 1
+            bi = i
+    elif g.kw > 0:      # the plane is one run at a uniform stride
         _gmax_run(p, g.isz[0] * H * W, g.xs[4], 0, &best, &bi, &first)
     else:
         for d in range(g.isz[0]):
@@ -738,11 +831,15 @@ cdef inline uint64_t _gsum_int_run(const int_t* p, Py_ssize_t len_,
 
 cdef inline void _gavg_plane(const pool_t* x, pool_t* out, const AGeo* g,
                              Py_ssize_t it, bint nearest) noexcept nogil:
-    cdef Py_ssize_t n = it // g.C, c = it % g.C, d, h
-    cdef const pool_t* p = x + n * g.xs[0] + c * g.xs[1]
+    cdef Py_ssize_t n = 0, c = it, d, h
+    cdef const pool_t* p
     cdef int64_t P = g.isz[0] * g.isz[1] * g.isz[2]
     cdef pool_t s = 0
     cdef uint64_t si = 0
+    if g.N > 1:
+        n = it // g.C
+        c = it % g.C
+    p = x + n * g.xs[0] + c * g.xs[1]
     if pool_t is float or pool_t is double:
         if g.kw > 0:
             s = _gsum_run(p, P, g.xs[4])
@@ -964,6 +1061,8 @@ cdef int _setup(AGeo* g, cnp.ndarray big, cnp.ndarray small, cnp.ndarray idx,
     g.nthreads = nthreads if nthreads > 1 else 1
     g.kw = 0
     g.cb = g.C if g.C > 0 else 1
+    g.band = g.osz[1]
+    g.nband = 1
     return 0
 
 
@@ -985,6 +1084,27 @@ cdef Py_ssize_t* _bins(AGeo* g) except NULL:
 cdef void _threads(AGeo* g, Py_ssize_t items, double work) noexcept:
     g.nthreads = <int>_imax(1, _imin(g.nthreads, items))
     g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
+
+
+cdef void _merge_planes(AGeo* g, bint has_idx) noexcept:
+    """Planes evenly spaced across the batch (contiguous NC... arrays): view
+    N x C planes as 1 x (N*C), so work items need no division by C."""
+    if g.N > 1 and g.xs[0] == g.C * g.xs[1] and g.os[0] == g.C * g.os[1] and (
+            not has_idx or g.js[0] == g.C * g.js[1]):
+        g.C = g.N * g.C
+        g.N = 1
+
+
+cdef void _plan_rows(AGeo* g, double work) noexcept:
+    """Planar work items: (n, c, od) groups of whole output planes while there
+    are enough of them (4 per thread), else bands of output rows."""
+    cdef Py_ssize_t want = 4 * g.nthreads if g.nthreads > 1 else 1
+    cdef Py_ssize_t outer = g.N * g.C * g.osz[0], nb = 1
+    if outer < want:
+        nb = _imin(g.osz[1], (want + outer - 1) // outer)
+    g.band = (g.osz[1] + nb - 1) // nb
+    g.nband = (g.osz[1] + g.band - 1) // g.band
+    _threads(g, outer * g.nband, work)
 
 
 cdef bint _cl_layout(const AGeo* g, const Py_ssize_t* s) noexcept:
@@ -1032,7 +1152,8 @@ def adaptive_max_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     if cl:
         _threads(&g, g.N * g.osz[0] * g.osz[1] * g.osz[2], _bin_work(&g))
     else:
-        _threads(&g, g.N * g.C * g.osz[0] * g.osz[1], _bin_work(&g))
+        _merge_planes(&g, idx is not None)
+        _plan_rows(&g, _bin_work(&g))
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _max_cl(<const float*>xp, <float*>op, ip, &g) if cl else _max_planar(<const float*>xp, <float*>op, ip, &g)
@@ -1081,7 +1202,8 @@ def adaptive_avg_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     if cl:
         _threads(&g, g.N * g.osz[0] * g.osz[1] * g.osz[2], _bin_work(&g))
     else:
-        _threads(&g, g.N * g.C * g.osz[0] * g.osz[1], _bin_work(&g))
+        _merge_planes(&g, False)
+        _plan_rows(&g, _bin_work(&g))
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _avg_cl(<const float*>xp, <float*>op, &g, nearest) if cl else _avg_planar(<const float*>xp, <float*>op, &g)
@@ -1161,6 +1283,7 @@ cdef _global(cnp.ndarray x, cnp.ndarray out, cnp.ndarray idx, bint is_max,
         _channel_blocks(&g, work)
     else:
         g.kw = 1 if _flat_plane(&g) else 0
+        _merge_planes(&g, idx is not None)
         _threads(&g, g.N * g.C, work)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
