@@ -987,6 +987,75 @@ def summary(results, threads) -> str:
     return "\n".join(lines)
 
 
+INDEX_TRAFFIC = ("indices", "backward", "unpool")  # cases held to the 60 % target
+NCHW_MAX_FORWARD = ("max k2s2", "max k2s2 ramp", "max k3s2p1", "max k3s2p1 ramp")
+RAMP_PAIRS = (("max k2s2", "max k2s2 ramp"), ("max k3s2p1", "max k3s2p1 ramp"))
+
+
+def targets(results, threads) -> str:
+    """The performance issue's targets, each checked on this run's numbers."""
+    med = {}
+    for res in results:
+        for r in res.get("rows", []):
+            if "median_s" in r:
+                med[res["case"], r["impl"], r["threads"]] = r
+    large = [r for r in results if "skipped" not in r and r.get("calls_per_sample", 1) == 1
+             and "bytes_written" in r]
+    latency = [r for r in results if "skipped" not in r and r.get("calls_per_sample", 1) > 1]
+    lines = ["| target | case | threads | measured | |", "|---|---|---:|---:|---|"]
+
+    def add(target, case, n, value, ok):
+        lines.append(f"| {target} | {case} | {n} | {value} | {'met' if ok else '**missed**'} |")
+
+    for res in large:
+        c = res["case"]
+        cy1 = med.get((c, CY, 1))
+        if cy1:
+            need = 60 if any(w in c for w in INDEX_TRAFFIC) else 70
+            add(f">= {need} % of copy", c, 1, f"{cy1['pct_of_copy']:.0f} %", cy1["pct_of_copy"] >= need)
+            dnn = med.get((c, TH_DNN, 1))
+            if dnn:
+                ratio = dnn["median_s"] / cy1["median_s"]
+                add("faster than oneDNN", c, 1, f"{ratio:.2f}x", ratio > 1)
+        for n in threads:
+            cy, th = med.get((c, CY, n)), med.get((c, TH, n))
+            if cy and th:
+                ratio = th["median_s"] / cy["median_s"]
+                if c in NCHW_MAX_FORWARD:
+                    add(">= 10x PyTorch default", c, n, f"{ratio:.1f}x", ratio >= 10)
+                else:
+                    add("not slower than PyTorch default", c, n, f"{ratio:.2f}x", ratio >= 1)
+        if 1 in threads and 2 in threads and med.get((c, CY, 1)) and med.get((c, CY, 2)):
+            sp = med[c, CY, 1]["median_s"] / med[c, CY, 2]["median_s"]
+            add(">= 1.2x from 2 threads", c, "1 -> 2", f"{sp:.2f}x", sp >= 1.2)
+    for a, b in RAMP_PAIRS:
+        for n in threads:
+            ra, rb = med.get((a, CY, n)), med.get((b, CY, n))
+            if ra and rb:
+                d = abs(rb["median_s"] / ra["median_s"] - 1)
+                add("ramp within 10 % of random", f"{b} vs {a}", n, f"{100 * d:.0f} %", d <= 0.10)
+    for res in latency:
+        c = res["case"]
+        for n in threads:
+            cy, th = med.get((c, CY, n)), med.get((c, TH, n))
+            if cy and th and "(1, 1, 2, 2)" in c:
+                ratio = cy["median_s"] / th["median_s"]
+                add("<= 1.5x PyTorch's per-call cost", c, n,
+                    f"{cy['median_s'] * 1e6:.2f} us = {ratio:.2f}x", ratio <= 1.5)
+        if 1 in threads and 2 in threads and med.get((c, CY, 1)) and med.get((c, CY, 2)):
+            r12 = med[c, CY, 2]["median_s"] / med[c, CY, 1]["median_s"]
+            add("small input: 2 threads not slower (10 % noise allowed)", c, "1 -> 2",
+                f"{r12:.2f}x the time", r12 <= 1.10)
+    for res in large:
+        c = res["case"]
+        for n in threads:
+            a, b = med.get((c, CY, n)), med.get((c, CY_OUT, n))
+            if a and b:
+                lines.append(f"| out= preallocated vs fresh output (no target) | {c} | {n} "
+                             f"| {fmt_ms(b['median_s'])} vs {fmt_ms(a['median_s'])} ms | |")
+    return "\n".join(lines)
+
+
 def plot(results, threads, path):
     try:
         import matplotlib
@@ -1009,9 +1078,12 @@ def plot(results, threads, path):
         for j, imp in enumerate(impls):
             vals = []
             for r in done:
+                th = next((x["median_s"] for x in r["rows"] if x["impl"] == TH
+                           and x.get("threads") == n and "median_s" in x), None)
+                # single-threaded implementations were timed at the first count only
                 row = next((x for x in r["rows"] if x["impl"] == imp and "median_s" in x
                             and (x["threads"] == n or x.get("single_threaded"))), None)
-                vals.append(row.get("torch_over_this", np.nan) if row else np.nan)
+                vals.append(th / row["median_s"] if row and th else np.nan)
             xs = [i + (j - (len(impls) - 1) / 2) * width for i in range(len(names))]
             ax.bar(xs, vals, width, label=imp)
         ax.axhline(1.0, color="black", linewidth=0.8)
@@ -1164,6 +1236,10 @@ def main(argv=None):
           "Single-threaded implementations are timed once, at the first thread count.")
     print("\n## Summary\n")
     print(summary(results, args.threads))
+    print("\n## Targets of the performance issue\n")
+    if args.sizes != "full":
+        print(f"({args.sizes} sizes: indicative only; the targets are for the full sizes)\n")
+    print(targets(results, args.threads))
     if during is not None:
         print(f"\nOther load during the run: {100 * during:.0f}% of all CPUs busy"
               + (" -- WARNING: the machine was not idle; timings are unreliable"
@@ -1185,6 +1261,7 @@ def main(argv=None):
             "copy_bandwidth": {str(n): {"gbps": copy_gbps[n], "times_s_before": copy_start[n],
                                         "times_s_after": copy_end[n]} for n in args.threads},
             "cases": results,
+            "targets_markdown": targets(results, args.threads),
             "total_runtime_s": elapsed,
         }
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

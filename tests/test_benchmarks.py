@@ -75,6 +75,9 @@ def test_smoke_runs_every_case(bench, smoke_run):
             assert sorted(r["threads"] for r in th) == [1, 2]
             assert all(r["torch_over_this"] == pytest.approx(1.0) for r in th)
     assert "## Summary" in out
+    assert "## Targets of the performance issue" in out
+    assert "| >= 10x PyTorch default | max k2s2 | 1 |" in out
+    assert doc["targets_markdown"] in out
 
 
 def test_smoke_run_has_the_expected_peers(bench, smoke_run):
