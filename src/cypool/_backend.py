@@ -10,6 +10,8 @@ instead of a fallback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import contextlib
 import contextvars
 import os
@@ -98,7 +100,7 @@ def set_backend(name: str) -> None:
 
 
 @contextlib.contextmanager
-def backend(name: str):
+def backend(name: str) -> Iterator[None]:
     """Context manager: use backend ``name`` inside the block (this context only)."""
     token = _context.set(_check_name(name))
     try:

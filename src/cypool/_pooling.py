@@ -342,8 +342,13 @@ def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
     return grad_input
 
 
-def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False, channels_last=False, out=None):
+def max_pool1d(input: np.ndarray, kernel_size: int | tuple[int, ...],
+               stride: int | tuple[int, ...] | None = None,
+               padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+               dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False,
+               return_indices: bool = False, channels_last: bool = False,
+               out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+               ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """1-d max pooling of ``(N, C, L)`` or ``(C, L)`` input.
 
     Parameters follow ``torch.nn.functional.max_pool1d``: ``stride`` defaults
@@ -367,8 +372,13 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1,
                      dilation, ceil_mode, return_indices, channels_last, out)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False, channels_last=False, out=None):
+def max_pool2d(input: np.ndarray, kernel_size: int | tuple[int, ...],
+               stride: int | tuple[int, ...] | None = None,
+               padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+               dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False,
+               return_indices: bool = False, channels_last: bool = False,
+               out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+               ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """2-d max pooling of ``(N, C, H, W)`` or ``(C, H, W)`` input.
 
     As ``torch.nn.functional.max_pool2d``; ints or per-dimension pairs for
@@ -393,8 +403,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1,
                      dilation, ceil_mode, return_indices, channels_last, out)
 
 
-def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode=False, return_indices=False, channels_last=False, out=None):
+def max_pool3d(input: np.ndarray, kernel_size: int | tuple[int, ...],
+               stride: int | tuple[int, ...] | None = None,
+               padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+               dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False,
+               return_indices: bool = False, channels_last: bool = False,
+               out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+               ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """3-d max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input.
 
     As ``torch.nn.functional.max_pool3d``; indices are ``(d*H + h)*W + w``.
@@ -409,9 +424,14 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1,
                      dilation, ceil_mode, return_indices, channels_last, out)
 
 
-def max_pool1d_backward(grad_output, indices, input_shape, kernel_size,
-                        stride=None, padding=0, dilation=1, ceil_mode=False,
-                        channels_last=False, out=None):
+def max_pool1d_backward(grad_output: np.ndarray, indices: np.ndarray,
+                        input_shape: tuple[int, ...],
+                        kernel_size: int | tuple[int, ...],
+                        stride: int | tuple[int, ...] | None = None,
+                        padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+                        dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False,
+                        channels_last: bool = False,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`max_pool1d` with respect to its input.
 
     ``indices`` are those the forward returned; each output gradient is added
@@ -422,9 +442,14 @@ def max_pool1d_backward(grad_output, indices, input_shape, kernel_size,
                               dilation, ceil_mode, channels_last, out)
 
 
-def max_pool2d_backward(grad_output, indices, input_shape, kernel_size,
-                        stride=None, padding=0, dilation=1, ceil_mode=False,
-                        channels_last=False, out=None):
+def max_pool2d_backward(grad_output: np.ndarray, indices: np.ndarray,
+                        input_shape: tuple[int, ...],
+                        kernel_size: int | tuple[int, ...],
+                        stride: int | tuple[int, ...] | None = None,
+                        padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+                        dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False,
+                        channels_last: bool = False,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Examples
@@ -441,9 +466,14 @@ def max_pool2d_backward(grad_output, indices, input_shape, kernel_size,
                               dilation, ceil_mode, channels_last, out)
 
 
-def max_pool3d_backward(grad_output, indices, input_shape, kernel_size,
-                        stride=None, padding=0, dilation=1, ceil_mode=False,
-                        channels_last=False, out=None):
+def max_pool3d_backward(grad_output: np.ndarray, indices: np.ndarray,
+                        input_shape: tuple[int, ...],
+                        kernel_size: int | tuple[int, ...],
+                        stride: int | tuple[int, ...] | None = None,
+                        padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+                        dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False,
+                        channels_last: bool = False,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`max_pool3d` with respect to its input."""
     return _max_pool_backward(3, "max_pool3d_backward", grad_output, indices,
                               input_shape, kernel_size, stride, padding,
@@ -513,9 +543,12 @@ def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
     return grad_input
 
 
-def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, channels_last=False,
-               out=None, rounding="truncate"):
+def avg_pool1d(input: np.ndarray, kernel_size: int | tuple[int, ...],
+               stride: int | tuple[int, ...] | None = None,
+               padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None, channels_last: bool = False,
+               out: np.ndarray | None = None, rounding: str = "truncate") -> np.ndarray:
     """1-d average pooling of ``(N, C, L)`` or ``(C, L)`` input.
 
     As ``torch.nn.functional.avg_pool1d``, plus ``divisor_override`` (which
@@ -541,9 +574,12 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      rounding)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, channels_last=False,
-               out=None, rounding="truncate"):
+def avg_pool2d(input: np.ndarray, kernel_size: int | tuple[int, ...],
+               stride: int | tuple[int, ...] | None = None,
+               padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None, channels_last: bool = False,
+               out: np.ndarray | None = None, rounding: str = "truncate") -> np.ndarray:
     """2-d average pooling of ``(N, C, H, W)`` or ``(C, H, W)`` input.
 
     As ``torch.nn.functional.avg_pool2d``.
@@ -568,9 +604,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      rounding)
 
 
-def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, channels_last=False,
-               out=None, rounding="truncate"):
+def avg_pool3d(input: np.ndarray, kernel_size: int | tuple[int, ...],
+               stride: int | tuple[int, ...] | None = None,
+               padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None, channels_last: bool = False,
+               out: np.ndarray | None = None, rounding: str = "truncate") -> np.ndarray:
     """3-d average pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input.
 
     As ``torch.nn.functional.avg_pool3d``, except that inputs smaller than the
@@ -588,9 +627,14 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      rounding)
 
 
-def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None,
-                        padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None, channels_last=False, out=None):
+def avg_pool1d_backward(grad_output: np.ndarray, input_shape: tuple[int, ...],
+                        kernel_size: int | tuple[int, ...],
+                        stride: int | tuple[int, ...] | None = None,
+                        padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+                        ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: int | None = None,
+                        channels_last: bool = False,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`avg_pool1d`: each output gradient, divided by its
     divisor, is added to every input element of its window."""
     return _avg_pool_backward(1, "avg_pool1d_backward", grad_output, input_shape,
@@ -598,18 +642,28 @@ def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None,
                               count_include_pad, divisor_override, channels_last, out)
 
 
-def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None,
-                        padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None, channels_last=False, out=None):
+def avg_pool2d_backward(grad_output: np.ndarray, input_shape: tuple[int, ...],
+                        kernel_size: int | tuple[int, ...],
+                        stride: int | tuple[int, ...] | None = None,
+                        padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+                        ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: int | None = None,
+                        channels_last: bool = False,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`avg_pool2d` with respect to its input."""
     return _avg_pool_backward(2, "avg_pool2d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,
                               count_include_pad, divisor_override, channels_last, out)
 
 
-def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None,
-                        padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None, channels_last=False, out=None):
+def avg_pool3d_backward(grad_output: np.ndarray, input_shape: tuple[int, ...],
+                        kernel_size: int | tuple[int, ...],
+                        stride: int | tuple[int, ...] | None = None,
+                        padding: int | str | tuple[int | tuple[int, int], ...] = 0,
+                        ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: int | None = None,
+                        channels_last: bool = False,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`avg_pool3d` with respect to its input."""
     return _avg_pool_backward(3, "avg_pool3d_backward", grad_output, input_shape,
                               kernel_size, stride, padding, ceil_mode,

@@ -14,6 +14,8 @@ use the ``spawn`` or ``forkserver`` start methods for parallel children.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import contextlib
 import contextvars
 import math
@@ -119,7 +121,7 @@ def set_num_threads(n: int | None) -> None:
 
 
 @contextlib.contextmanager
-def num_threads(n: int):
+def num_threads(n: int) -> Iterator[None]:
     """Context manager: use ``n`` threads inside the block (this context only)."""
     token = _context.set(_check(n))
     try:
