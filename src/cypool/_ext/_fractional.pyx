@@ -331,6 +331,9 @@ cdef inline void _cl_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef pool_t* m = <pool_t*>(<char*>bi + _lines(C * sizeof(int64_t)))
     cdef pool_t* gb = <pool_t*>(<char*>m + _lines(C * sizeof(pool_t)))
     cdef pool_t* tg = <pool_t*>(<char*>gb + _lines(C * sizeof(pool_t)))
+    # tap number -> offset of its (kd, kh) row in ioff, and its kw
+    cdef Py_ssize_t* ttab = <Py_ssize_t*>(<char*>tg + _lines(C * sizeof(pool_t)))
+    cdef Py_ssize_t* ktab = ttab + ntap * KW
     cdef const pool_t* xp = x + n * g.xs[0]
     cdef Py_ssize_t r, od, oh, ow, c, d0, h0, kd, kh, kw, t, tt, tag, w
     cdef Py_ssize_t xc = g.xs[1], xw = g.xs[4], oc = g.os[1], jc = g.js[1]
@@ -344,6 +347,11 @@ cdef inline void _cl_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef int64_t msk
     if r1 > R:
         r1 = R
+    if tags:
+        for t in range(ntap):
+            for kw in range(KW):
+                ttab[t * KW + kw] = t * C
+                ktab[t * KW + kw] = kw
     for c in range(C):
         _table(u[3 * c + 2], g.isz[2], g.osz[2], KW, g.single, tw + c, C)
     for r in range(r0, r1):
@@ -399,8 +407,7 @@ cdef inline void _cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                 if tags:
                     for c in range(C):
                         tag = <Py_ssize_t>tg[c]
-                        t = tag // KW
-                        j[c * jc] = ioff[t * C + c] + twr[c] + (tag - t * KW)
+                        j[c * jc] = ioff[ttab[tag] + c] + twr[c] + ktab[tag]
                 else:
                     for c in range(C):
                         j[c * jc] = bi[c]
@@ -549,7 +556,8 @@ def fractional_max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None
     if cl:
         g.per = (_lines(g.osz[2] * g.C * sizeof(Py_ssize_t))
                  + _lines(ntap * g.C * sizeof(Py_ssize_t)) + _lines(ntap * g.C * sizeof(int64_t))
-                 + _lines(g.C * sizeof(int64_t)) + 3 * _lines(g.C * cnp.PyArray_ITEMSIZE(x)))
+                 + _lines(g.C * sizeof(int64_t)) + 3 * _lines(g.C * cnp.PyArray_ITEMSIZE(x))
+                 + 2 * _lines(ntap * g.ks[2] * sizeof(Py_ssize_t)))
     else:
         g.per = (_lines(g.osz[2] * sizeof(Py_ssize_t)) + _lines(g.osz[2] * sizeof(int64_t))
                  + 3 * _lines(g.osz[2] * cnp.PyArray_ITEMSIZE(x))
