@@ -336,6 +336,94 @@ cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
         b0 += blen
 
 
+cdef inline void _acc_taps(real_t* acc, const real_t* r, Py_ssize_t n,
+                           const G* g) noexcept nogil:
+    """acc[c] (+)= f(r[c]) for ``n`` contiguous channels: one tap of a
+    channels-last window."""
+    cdef Py_ssize_t c
+    cdef real_t v, m
+    cdef int mode = g.fwd.mode
+    if g.extreme > 0:
+        for c in range(n):
+            v = fabs(r[c])
+            m = acc[c]
+            acc[c] = v if (v > m) | (v != v) else m
+    elif g.extreme < 0:
+        for c in range(n):
+            v = -fabs(r[c])
+            m = acc[c]
+            acc[c] = v if (v > m) | (v != v) else m
+    elif mode == PW_SQ:
+        for c in range(n):
+            acc[c] += r[c] * r[c]
+    elif mode == PW_ONE:
+        for c in range(n):
+            acc[c] += r[c]
+    elif mode == PW_CUBE:
+        for c in range(n):
+            v = r[c]
+            acc[c] += v * v * v
+    else:
+        for c in range(n):
+            acc[c] += _pw(r[c], &g.fwd)
+
+
+cdef inline void _fwd_cl_item(const real_t* x, real_t* out, const G* g,
+                              Py_ssize_t it) noexcept nogil:
+    """Channels-last input and output (channel stride 1): output row
+    ``it = (n*OD + od)*OH + oh``, every position with all its channels, in
+    blocks of channels; the inner loops run along the contiguous channels
+    and the taps are visited in PyTorch's order for each channel."""
+    cdef real_t acc[BLOCK]
+    cdef Py_ssize_t oh = it % g.osz[1]
+    cdef Py_ssize_t od = (it // g.osz[1]) % g.osz[0]
+    cdef Py_ssize_t n = (it // g.osz[1]) // g.osz[0]
+    cdef Py_ssize_t cd = _count(od, g.ks[0], g.st[0], g.isz[0])
+    cdef Py_ssize_t chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
+    cdef Py_ssize_t ow, cw, c0, nc, c, kd, kh, kw, cnt
+    cdef const real_t* base = (x + n * g.xs[0] + od * g.st[0] * g.xs[2]
+                               + oh * g.st[1] * g.xs[3])
+    cdef real_t* o
+    cdef bint fast_finish = (g.extreme == 0 and (g.root.mode == PW_SQRT
+                                                 or g.root.mode == PW_ONE))
+    for ow in range(g.osz[2]):
+        cw = _count(ow, g.ks[2], g.st[2], g.isz[2])
+        cnt = cd * chh * cw
+        o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+        c0 = 0
+        while c0 < g.C:
+            nc = _imin(BLOCK, g.C - c0)
+            for c in range(nc):
+                acc[c] = -INFINITY if g.extreme != 0 else 0
+            for kd in range(cd):
+                for kh in range(chh):
+                    for kw in range(cw):
+                        _acc_taps(acc, base + c0 + kd * g.xs[2] + kh * g.xs[3]
+                                  + (ow * g.st[2] + kw) * g.xs[4], nc, g)
+            if g.extreme > 0:
+                for c in range(nc):
+                    o[c0 + c] = acc[c]
+            elif g.extreme < 0:
+                for c in range(nc):
+                    o[c0 + c] = -acc[c]
+            elif fast_finish:
+                _finish_row(o + c0, acc, nc, <real_t>cnt, <real_t>g.K,
+                            g.root.mode == PW_SQRT)
+            else:
+                for c in range(nc):
+                    o[c0 + c] = _finish(acc[c], cnt, g)
+            c0 += nc
+
+
+cdef int _fwd_cl(const real_t* x, real_t* out, const G* g) noexcept nogil:
+    cdef Py_ssize_t it
+    cdef Py_ssize_t nitems = g.N * g.osz[0] * g.osz[1]
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(nitems, schedule='static'):
+            _fwd_cl_item(x, out, g, it)
+    return 0
+
+
 cdef int _fwd(const real_t* x, real_t* out, const G* g) noexcept nogil:
     cdef Py_ssize_t it
     cdef Py_ssize_t nitems = g.N * g.C * g.osz[0] * g.nband * g.nchunk
@@ -493,6 +581,18 @@ def lp_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     _setup(&g, x, (out.shape[2], out.shape[3], out.shape[4]), kernel, stride, p,
            nthreads)
     if g.N * g.C == 0:
+        return
+    if g.C > 1 and g.xs[1] == 1 and g.os[1] == 1:
+        rows = g.N * g.osz[0] * g.osz[1]
+        g.nthreads = <int>max(1, min(g.nthreads, rows))
+        g.parallel = g.nthreads > 1 and (
+            <double>rows * g.C * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2]
+            >= PARALLEL_MIN_WORK)
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                _fwd_cl(<const float*>xp, <float*>op, &g)
+            else:
+                _fwd_cl(<const double*>xp, <double*>op, &g)
         return
     # work items: bands of output rows of one (n, c, od), whole planes when
     # there are enough of them, and chunks of long rows when even single
