@@ -90,6 +90,9 @@ cdef struct AGeo:
     Py_ssize_t* lo[3]      # bin starts per dimension
     Py_ssize_t* hi[3]      # bin ends per dimension
     Py_ssize_t kw          # uniform W bin width (W % Ow == 0), else 0
+    Py_ssize_t kh          # uniform H bin width with ``fixed``
+    bint fixed             # fixed kh x kw windows over contiguous rows, D
+                           # kept: the fused one-loop-per-output-row path
     Py_ssize_t cb          # channel block of channels-last work items
     Py_ssize_t band        # output rows (H) per planar work item
     Py_ssize_t nband       # planar work items per (n, c, od)
@@ -260,6 +263,48 @@ cdef inline void _wmax(const pool_t* row, Py_ssize_t e, const AGeo* g,
             tv[ow] = m
 
 
+cdef inline void _max_row_fixed(const pool_t* r, Py_ssize_t rs, const AGeo* g,
+                                int64_t base, pool_t* o, int64_t* oi) noexcept nogil:
+    """One output row of fixed kh x kw windows over contiguous input rows
+    into contiguous ``o`` (and ``oi``): taps in scan order, branch-free
+    selects.  ``base`` is the flat index of the row's first window."""
+    cdef Py_ssize_t ow, i, j, kh = g.kh, kw = g.kw, Ow = g.osz[2], W = g.isz[2]
+    cdef pool_t m, v
+    cdef int64_t mi, k
+    cdef bint t
+    if oi == NULL and kh == 2 and kw == 2:
+        for ow in range(Ow):
+            m = r[2 * ow]
+            v = r[2 * ow + 1]
+            m = v if _takes(v, m) else m
+            v = r[rs + 2 * ow]
+            m = v if _takes(v, m) else m
+            v = r[rs + 2 * ow + 1]
+            m = v if _takes(v, m) else m
+            o[ow] = m
+    elif oi == NULL:
+        for ow in range(Ow):
+            m = r[ow * kw]
+            for i in range(kh):
+                for j in range(kw):
+                    v = r[i * rs + ow * kw + j]
+                    m = v if _takes(v, m) else m
+            o[ow] = m
+    else:
+        for ow in range(Ow):
+            m = r[ow * kw]
+            mi = 0
+            for i in range(kh):
+                for j in range(kw):
+                    v = r[i * rs + ow * kw + j]
+                    k = i * W + j
+                    t = _takes(v, m)
+                    m = v if t else m
+                    mi = k if t else mi
+            o[ow] = m
+            oi[ow] = base + ow * kw + mi
+
+
 cdef inline void _max_row(const pool_t* x, pool_t* out, int64_t* idx,
                           const AGeo* g, Py_ssize_t n, Py_ssize_t c, Py_ssize_t od,
                           Py_ssize_t oh, pool_t* av, int64_t* ai, pool_t* tv,
@@ -271,6 +316,13 @@ cdef inline void _max_row(const pool_t* x, pool_t* out, int64_t* idx,
     cdef const pool_t* row
     cdef pool_t* orow
     cdef int64_t* irow
+    if g.fixed:
+        _max_row_fixed(x + n * g.xs[0] + c * g.xs[1] + od * g.xs[2] + oh * g.kh * g.xs[3],
+                       g.xs[3], g, (od * H + oh * g.kh) * W,
+                       out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3],
+                       NULL if idx == NULL else
+                       idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3])
+        return
     for d in range(g.lo[0][od], g.hi[0][od]):
         for h in range(g.lo[1][oh], g.hi[1][oh]):
             row = x + n * g.xs[0] + c * g.xs[1] + d * g.xs[2] + h * g.xs[3]
@@ -432,6 +484,25 @@ cdef inline void _wsum_int(const int_t* row, Py_ssize_t e, const AGeo* g,
         t[ow] = t[ow] + s if add else s
 
 
+cdef inline void _avg_row_fixed(const real_t* r, Py_ssize_t rs, const AGeo* g,
+                                real_t* o) noexcept nogil:
+    """One output row of fixed kh x kw windows over contiguous input rows
+    ``r``, ``r + rs``, ... into contiguous ``o``: one loop, no scratch."""
+    cdef Py_ssize_t ow, i, j, kh = g.kh, kw = g.kw, Ow = g.osz[2]
+    cdef real_t cnt = <real_t>(kh * kw), sm
+    if kh == 2 and kw == 2:
+        for ow in range(Ow):
+            o[ow] = ((r[2 * ow] + r[2 * ow + 1])
+                     + (r[rs + 2 * ow] + r[rs + 2 * ow + 1])) / cnt
+    else:
+        for ow in range(Ow):
+            sm = 0
+            for i in range(kh):
+                for j in range(kw):
+                    sm = sm + r[i * rs + ow * kw + j]
+            o[ow] = sm / cnt
+
+
 cdef inline void _avg_row(const real_t* x, real_t* out, const AGeo* g,
                           Py_ssize_t n, Py_ssize_t c, Py_ssize_t od, Py_ssize_t oh,
                           real_t* acc) noexcept nogil:
@@ -439,6 +510,11 @@ cdef inline void _avg_row(const real_t* x, real_t* out, const AGeo* g,
     cdef bint first = True
     cdef int64_t rows
     cdef real_t* orow
+    if g.fixed:
+        _avg_row_fixed(x + n * g.xs[0] + c * g.xs[1] + od * g.xs[2] + oh * g.kh * g.xs[3],
+                       g.xs[3], g,
+                       out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3])
+        return
     rows = (g.hi[0][od] - g.lo[0][od]) * (g.hi[1][oh] - g.lo[1][oh])
     for d in range(g.lo[0][od], g.hi[0][od]):
         for h in range(g.lo[1][oh], g.hi[1][oh]):
@@ -722,28 +798,44 @@ cdef inline void _gmax_run(const pool_t* p, Py_ssize_t len_, Py_ssize_t e,
             first[0] = False
 
 
-cdef inline pool_t _lane_max(const pool_t* p, Py_ssize_t n) noexcept nogil:
-    """The maximum of ``p[0:n]`` (n >= 1), NaN if any element is NaN: eight
-    interleaved branch-free lanes (they vectorise), merged at the end.  Only
-    the value: which element holds it is found by the caller."""
+cdef inline pool_t _lane_max(const pool_t* p, Py_ssize_t n, bint* alarm) noexcept nogil:
+    """The maximum of ``p[0:n]`` (n >= 1) by eight interleaved lanes of plain
+    ``v > m ? v : m`` selects (they compile to vector max instructions).
+    That select ignores NaN, so floats also sum each lane: a NaN input makes
+    a sum NaN and raises ``alarm`` (so can inf - inf: a harmless false
+    alarm), and the caller then scans exactly.  Only the value: which
+    element holds it is found by the caller."""
     cdef pool_t m[8]
-    cdef pool_t r = p[0], v
+    cdef pool_t sm[8]
+    cdef pool_t r = p[0], v, mj, t
     cdef Py_ssize_t i, j, k = 1
+    alarm[0] = False
     if n >= 16:
         for j in range(8):
             m[j] = p[j]
+            sm[j] = p[j]
         k = 8
         while k + 8 <= n:
             for j in range(8):
                 v = p[k + j]
-                m[j] = v if _takes(v, m[j]) else m[j]
+                mj = m[j]
+                t = v if v > mj else mj
+                m[j] = t
+                if pool_t is float or pool_t is double:
+                    sm[j] = sm[j] + v
             k += 8
         r = m[0]
         for j in range(1, 8):
-            r = m[j] if _takes(m[j], r) else r
+            r = m[j] if m[j] > r else r
+        for j in range(8):      # (always False for integers)
+            alarm[0] = alarm[0] | (sm[j] != sm[j])
     for i in range(k, n):
         v = p[i]
-        r = v if _takes(v, r) else r
+        if pool_t is float or pool_t is double:
+            alarm[0] = alarm[0] | (v != v)
+        r = v if v > r else r
+    if pool_t is float or pool_t is double:
+        alarm[0] = alarm[0] | (r != r)
     return r
 
 
@@ -760,20 +852,18 @@ cdef inline void _gmax_plane(const pool_t* x, pool_t* out, int64_t* idx,
     cdef int64_t bi = 0
     cdef bint first = True
     cdef Py_ssize_t P = g.isz[0] * H * W, i
+    cdef bint alarm = False
     if g.kw > 0 and g.xs[4] == 1:
         # contiguous plane: the value first (vectorised); then, where the
         # element matters (indices asked for, NaN payloads, the sign of a
         # zero), the scan-order winner: the last NaN, or else the first
         # element equal to the maximum (everything before it is smaller)
-        best = _lane_max(p, P)
-        if pool_t is float or pool_t is double:
-            if best != best:
-                i = P - 1
-                while p[i] == p[i]:
-                    i -= 1
-                bi = i
-                best = p[i]
-            elif idx != NULL or best == 0:
+        best = _lane_max(p, P, &alarm)
+        if alarm:
+            # NaN (or inf - inf): the exact scan decides
+            _gmax_run(p, P, 1, 0, &best, &bi, &first)
+        elif pool_t is float or pool_t is double:
+            if idx != NULL or best == 0:
                 i = 0
                 while not (p[i] == best):
                     i += 1
@@ -1063,6 +1153,8 @@ cdef int _setup(AGeo* g, cnp.ndarray big, cnp.ndarray small, cnp.ndarray idx,
     g.cb = g.C if g.C > 0 else 1
     g.band = g.osz[1]
     g.nband = 1
+    g.fixed = False
+    g.kh = 0
     return 0
 
 
@@ -1078,6 +1170,9 @@ cdef Py_ssize_t* _bins(AGeo* g) except NULL:
         off += 2 * g.osz[i]
         _fill_bins(g.isz[i], g.osz[i], g.lo[i], g.hi[i])
     g.kw = g.isz[2] // g.osz[2] if g.isz[2] % g.osz[2] == 0 else 0
+    g.fixed = (g.kw > 0 and g.isz[1] % g.osz[1] == 0 and g.isz[0] == g.osz[0]
+               and g.xs[4] == 1 and g.os[4] == 1 and g.js[4] <= 1)
+    g.kh = g.isz[1] // g.osz[1] if g.fixed else 0
     return tab
 
 
