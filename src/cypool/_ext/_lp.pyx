@@ -29,6 +29,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange, parallel
 from libc.math cimport sqrt, sqrtf, pow, powf, fabs, INFINITY
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 cnp.import_array()
 
@@ -230,6 +231,72 @@ cdef inline void _sum2(real_t* acc, const real_t* r, Py_ssize_t n, Py_ssize_t sw
                 acc[j] = acc[j] + r[j * sw] + r[j * sw + 1]
 
 
+cdef inline void _row_sums(real_t* acc, const real_t* base, const G* g,
+                           Py_ssize_t cd, Py_ssize_t chh, Py_ssize_t oh,
+                           Py_ssize_t b0, Py_ssize_t blen,
+                           Py_ssize_t jf2) noexcept nogil:
+    """acc[j] = the window sum of ``x ** p`` (the largest ``±|x|`` for
+    p = ±inf) of output ``(od, oh, b0 + j)``, ``j < blen``; ``base`` points
+    at input ``(n, c, od * stride_d, 0, 0)``, the window has ``cd`` x ``chh``
+    in-bounds rows, and ``jf2`` outputs have both taps of a 2-wide window
+    inside the row.  Taps are added in PyTorch's order, starting from 0."""
+    cdef Py_ssize_t j, kd, kh, kw, jn, sw = g.st[2]
+    cdef Py_ssize_t xs4 = g.xs[4], step = g.st[2] * g.xs[4]
+    cdef const real_t* r
+    cdef real_t v, m
+    cdef int mode = g.fwd.mode
+    cdef bint fused = (g.extreme == 0 and g.ks[2] == 2 and xs4 == 1
+                       and (mode == PW_SQ or mode == PW_ONE))
+    if g.extreme != 0:
+        for j in range(blen):
+            acc[j] = -INFINITY
+    else:
+        for j in range(blen):
+            acc[j] = 0
+    for kd in range(cd):
+        for kh in range(chh):
+            r = base + kd * g.xs[2] + (oh * g.st[1] + kh) * g.xs[3] + b0 * step
+            if fused:
+                # both taps in one pass (the same summation order) ...
+                _sum2(acc, r, jf2, sw, mode == PW_SQ)
+                # ... then tap 0 of a ceil-mode edge window
+                for j in range(jf2, blen):
+                    if (b0 + j) * sw >= g.isz[2]:
+                        break
+                    acc[j] += _pw(r[j * step], &g.fwd)
+                continue
+            for kw in range(g.ks[2]):
+                # outputs b0 + j whose tap kw lies inside the row
+                jn = (g.isz[2] - kw - b0 * sw + sw - 1) // sw
+                if jn <= 0:
+                    break
+                jn = _imin(jn, blen)
+                if g.extreme > 0:
+                    for j in range(jn):
+                        v = fabs(r[j * step])
+                        m = acc[j]
+                        acc[j] = v if (v > m) | (v != v) else m
+                elif g.extreme < 0:
+                    for j in range(jn):
+                        v = -fabs(r[j * step])
+                        m = acc[j]
+                        acc[j] = v if (v > m) | (v != v) else m
+                elif mode == PW_SQ:
+                    for j in range(jn):
+                        acc[j] += r[j * step] * r[j * step]
+                elif mode == PW_ONE:
+                    for j in range(jn):
+                        acc[j] += r[j * step]
+                elif mode == PW_CUBE:
+                    for j in range(jn):
+                        v = r[j * step]
+                        acc[j] += v * v * v
+                else:
+                    for j in range(jn):
+                        acc[j] += _pw(r[j * step], &g.fwd)
+                r = r + xs4
+
+
 cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
                            Py_ssize_t it) noexcept nogil:
     """Work item ``it``: a band of output rows ``oh`` of one ``(n, c, od)``,
@@ -245,17 +312,11 @@ cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
     cdef Py_ssize_t oh1 = _imin(oh0 + g.band, g.osz[1])
     cdef Py_ssize_t ow0 = ch * g.chunk
     cdef Py_ssize_t ow1 = _imin(ow0 + g.chunk, g.osz[2])
-    cdef Py_ssize_t oh, b0, blen, j, kd, kh, kw, jn, jf2, jfull, chh, sw = g.st[2]
-    cdef Py_ssize_t xs4 = g.xs[4], step = g.st[2] * g.xs[4]
+    cdef Py_ssize_t oh, b0, blen, j, jf2, jfull, chh, sw = g.st[2]
     cdef Py_ssize_t cd = _count(od, g.ks[0], g.st[0], g.isz[0])
     cdef const real_t* base = (x + n * g.xs[0] + c * g.xs[1]
                                + od * g.st[0] * g.xs[2])
-    cdef const real_t* r
     cdef real_t* orow
-    cdef real_t v, m
-    cdef int mode = g.fwd.mode
-    cdef bint fused = (g.extreme == 0 and g.ks[2] == 2 and xs4 == 1
-                       and (mode == PW_SQ or mode == PW_ONE))
     cdef bint fast_finish = (g.extreme == 0 and g.os[4] == 1
                              and (g.root.mode == PW_SQRT or g.root.mode == PW_ONE))
     b0 = ow0
@@ -269,54 +330,7 @@ cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
             chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
             orow = (out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
                     + b0 * g.os[4])
-            if g.extreme != 0:
-                for j in range(blen):
-                    acc[j] = -INFINITY
-            else:
-                for j in range(blen):
-                    acc[j] = 0
-            for kd in range(cd):
-                for kh in range(chh):
-                    r = base + kd * g.xs[2] + (oh * g.st[1] + kh) * g.xs[3] + b0 * step
-                    if fused:
-                        # both taps in one pass (the same summation order) ...
-                        _sum2(acc, r, jf2, sw, mode == PW_SQ)
-                        # ... then tap 0 of a ceil-mode edge window
-                        for j in range(jf2, blen):
-                            if (b0 + j) * sw >= g.isz[2]:
-                                break
-                            acc[j] += _pw(r[j * step], &g.fwd)
-                        continue
-                    for kw in range(g.ks[2]):
-                        # outputs b0 + j whose tap kw lies inside the row
-                        jn = (g.isz[2] - kw - b0 * sw + sw - 1) // sw
-                        if jn <= 0:
-                            break
-                        jn = _imin(jn, blen)
-                        if g.extreme > 0:
-                            for j in range(jn):
-                                v = fabs(r[j * step])
-                                m = acc[j]
-                                acc[j] = v if (v > m) | (v != v) else m
-                        elif g.extreme < 0:
-                            for j in range(jn):
-                                v = -fabs(r[j * step])
-                                m = acc[j]
-                                acc[j] = v if (v > m) | (v != v) else m
-                        elif mode == PW_SQ:
-                            for j in range(jn):
-                                acc[j] += r[j * step] * r[j * step]
-                        elif mode == PW_ONE:
-                            for j in range(jn):
-                                acc[j] += r[j * step]
-                        elif mode == PW_CUBE:
-                            for j in range(jn):
-                                v = r[j * step]
-                                acc[j] += v * v * v
-                        else:
-                            for j in range(jn):
-                                acc[j] += _pw(r[j * step], &g.fwd)
-                        r = r + xs4
+            _row_sums(acc, base, g, cd, chh, oh, b0, blen, jf2)
             if g.extreme > 0:
                 for j in range(blen):
                     orow[j * g.os[4]] = acc[j]
@@ -509,11 +523,190 @@ cdef inline void _bwd_plane(const real_t* go, const real_t* x, real_t* gi,
                     gp[xo] = gp[xo] * (p * _pw(v, &g.dfwd))
 
 
+cdef inline real_t _coef(real_t acc, real_t gout, Py_ssize_t cnt,
+                          const G* g) noexcept nogil:
+    """What a finite-p window passes back to each of its taps before the
+    pointwise factor: autograd's chain through the root, the kernel-size
+    scale, relu(|a|) (no gradient where the average a is 0), abs, and the
+    average's division (see _reference_lp.lp_pool_backward)."""
+    cdef real_t a = acc / <real_t>cnt
+    cdef real_t K = <real_t>g.K, t, gt, sa
+    if a == 0:
+        return 0
+    t = a * K
+    gt = gout * (<real_t>(1.0 / g.p) * _pw(t, &g.droot))
+    sa = _sign(a)
+    return gt * K * sa * sa / <real_t>cnt
+
+
+cdef inline void _factor_row(real_t* gp, Py_ssize_t gs, const real_t* xr,
+                             Py_ssize_t xs, Py_ssize_t n, const G* g) noexcept nogil:
+    """gp[i] *= p * x[i] ** (p - 1) (finite p) or sign(x[i]) (p = ±inf)."""
+    cdef Py_ssize_t i
+    cdef real_t p = <real_t>g.p, v
+    if g.extreme != 0:
+        for i in range(n):
+            gp[i * gs] = gp[i * gs] * _sign(xr[i * xs])
+    elif g.dfwd.mode == PW_ONE and gs == 1 and xs == 1:
+        for i in range(n):
+            gp[i] = gp[i] * (p * xr[i])
+    elif g.dfwd.mode == PW_ZERO and gs == 1:
+        for i in range(n):
+            gp[i] = gp[i] * p
+    else:
+        for i in range(n):
+            gp[i * gs] = gp[i * gs] * (p * _pw(xr[i * xs], &g.dfwd))
+
+
+cdef inline void _bwd_plane_rows(const real_t* go, const real_t* x, real_t* gi,
+                                 const G* g, Py_ssize_t it) noexcept nogil:
+    """Finite p, planar: input-gradient plane ``it = n*C + c``, by output
+    rows: window sums as in the forward, one coefficient per window, added
+    tap by tap to the (zeroed) plane, then the pointwise factor."""
+    cdef real_t acc[BLOCK]
+    cdef Py_ssize_t n = it // g.C, c = it % g.C
+    cdef const real_t* xb = x + n * g.xs[0] + c * g.xs[1]
+    cdef const real_t* gob = go + n * g.os[0] + c * g.os[1]
+    cdef real_t* gp = gi + n * g.gs[0] + c * g.gs[1]
+    cdef Py_ssize_t d, h, w, od, oh, b0, blen, j, jn, jf2, kd, kh, kw, cd, chh
+    cdef Py_ssize_t sw = g.st[2], gs4 = g.gs[4]
+    cdef const real_t* gor
+    cdef real_t* grow
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            grow = gp + d * g.gs[2] + h * g.gs[3]
+            if gs4 == 1:
+                memset(grow, 0, g.isz[2] * sizeof(real_t))
+            else:
+                for w in range(g.isz[2]):
+                    grow[w * gs4] = 0
+    for od in range(g.osz[0]):
+        cd = _count(od, g.ks[0], g.st[0], g.isz[0])
+        for oh in range(g.osz[1]):
+            chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
+            gor = gob + od * g.os[2] + oh * g.os[3]
+            b0 = 0
+            while b0 < g.osz[2]:
+                blen = _imin(BLOCK, g.osz[2] - b0)
+                jf2 = _imax(0, _imin(blen, (g.isz[2] - 1 - b0 * sw + sw - 1) // sw))
+                _row_sums(acc, xb + od * g.st[0] * g.xs[2], g, cd, chh, oh, b0,
+                          blen, jf2)
+                for j in range(blen):
+                    acc[j] = _coef(acc[j], gor[(b0 + j) * g.os[4]],
+                                   cd * chh * _count(b0 + j, g.ks[2], sw, g.isz[2]), g)
+                for kd in range(cd):
+                    for kh in range(chh):
+                        grow = (gp + (od * g.st[0] + kd) * g.gs[2]
+                                + (oh * g.st[1] + kh) * g.gs[3] + b0 * sw * gs4)
+                        for kw in range(g.ks[2]):
+                            jn = (g.isz[2] - kw - b0 * sw + sw - 1) // sw
+                            if jn <= 0:
+                                break
+                            jn = _imin(jn, blen)
+                            for j in range(jn):
+                                grow[(j * sw + kw) * gs4] += acc[j]
+                b0 += blen
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            _factor_row(gp + d * g.gs[2] + h * g.gs[3], gs4,
+                        xb + d * g.xs[2] + h * g.xs[3], g.xs[4], g.isz[2], g)
+
+
+cdef inline void _bwd_cl_item(const real_t* go, const real_t* x, real_t* gi,
+                              const G* g, Py_ssize_t it, Py_ssize_t nb) noexcept nogil:
+    """Channels-last (channel stride 1 in x and grad_in): sample ``n`` and
+    a block of channels ``[c0, c0 + nc)`` of the input gradient: zeroed,
+    every window's coefficients (or, for p = ±inf, the output gradients at
+    each channel's extreme tap) added along the contiguous channels, then
+    the pointwise factor."""
+    cdef real_t acc[BLOCK]
+    cdef Py_ssize_t boff[BLOCK]
+    cdef Py_ssize_t n = it // nb
+    cdef Py_ssize_t c0 = (it % nb) * BLOCK
+    cdef Py_ssize_t nc = _imin(BLOCK, g.C - c0)
+    cdef const real_t* xb = x + n * g.xs[0] + c0
+    cdef const real_t* gob = go + n * g.os[0] + c0 * g.os[1]
+    cdef real_t* gp = gi + n * g.gs[0] + c0
+    cdef Py_ssize_t d, h, w, od, oh, ow, kd, kh, kw, c, cd, chh, cw, cnt, xo, go_off
+    cdef const real_t* r
+    cdef real_t* grow
+    cdef real_t v, m
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                memset(gp + d * g.gs[2] + h * g.gs[3] + w * g.gs[4], 0,
+                       nc * sizeof(real_t))
+    for od in range(g.osz[0]):
+        cd = _count(od, g.ks[0], g.st[0], g.isz[0])
+        for oh in range(g.osz[1]):
+            chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
+            for ow in range(g.osz[2]):
+                cw = _count(ow, g.ks[2], g.st[2], g.isz[2])
+                cnt = cd * chh * cw
+                go_off = od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+                if g.extreme != 0:
+                    for c in range(nc):
+                        acc[c] = -INFINITY
+                        boff[c] = ((od * g.st[0]) * g.gs[2] + (oh * g.st[1]) * g.gs[3]
+                                   + (ow * g.st[2]) * g.gs[4])
+                else:
+                    for c in range(nc):
+                        acc[c] = 0
+                for kd in range(cd):
+                    for kh in range(chh):
+                        for kw in range(cw):
+                            xo = ((od * g.st[0] + kd) * g.xs[2]
+                                  + (oh * g.st[1] + kh) * g.xs[3]
+                                  + (ow * g.st[2] + kw) * g.xs[4])
+                            if g.extreme == 0:
+                                _acc_taps(acc, xb + xo, nc, g)
+                                continue
+                            r = xb + xo
+                            for c in range(nc):
+                                v = fabs(r[c]) if g.extreme > 0 else -fabs(r[c])
+                                m = acc[c]
+                                if (v > m) | (v != v):
+                                    acc[c] = v
+                                    boff[c] = ((od * g.st[0] + kd) * g.gs[2]
+                                               + (oh * g.st[1] + kh) * g.gs[3]
+                                               + (ow * g.st[2] + kw) * g.gs[4])
+                if g.extreme != 0:
+                    for c in range(nc):
+                        gp[boff[c] + c] += gob[go_off + c * g.os[1]]
+                    continue
+                for c in range(nc):
+                    acc[c] = _coef(acc[c], gob[go_off + c * g.os[1]], cnt, g)
+                for kd in range(cd):
+                    for kh in range(chh):
+                        for kw in range(cw):
+                            grow = (gp + (od * g.st[0] + kd) * g.gs[2]
+                                    + (oh * g.st[1] + kh) * g.gs[3]
+                                    + (ow * g.st[2] + kw) * g.gs[4])
+                            for c in range(nc):
+                                grow[c] += acc[c]
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                _factor_row(gp + d * g.gs[2] + h * g.gs[3] + w * g.gs[4], 1,
+                            xb + d * g.xs[2] + h * g.xs[3] + w * g.xs[4], 1, nc, g)
+
+
+cdef int _bwd_cl(const real_t* go, const real_t* x, real_t* gi, const G* g) noexcept nogil:
+    cdef Py_ssize_t it, nb = (g.C + BLOCK - 1) // BLOCK
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        for it in prange(g.N * nb, schedule='static'):
+            _bwd_cl_item(go, x, gi, g, it, nb)
+    return 0
+
+
 cdef int _bwd(const real_t* go, const real_t* x, real_t* gi, const G* g) noexcept nogil:
     cdef Py_ssize_t it, nitems = g.N * g.C
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         for it in prange(nitems, schedule='static'):
-            _bwd_plane(go, x, gi, g, it)
+            if g.extreme == 0:
+                _bwd_plane_rows(go, x, gi, g, it)
+            else:
+                _bwd_plane(go, x, gi, g, it)
     return 0
 
 
@@ -649,6 +842,17 @@ def lp_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
     _setup(&g, x, (grad_out.shape[2], grad_out.shape[3], grad_out.shape[4]), kernel,
            stride, p, nthreads)
     if g.N * g.C == 0:
+        return
+    cdef Py_ssize_t nb = (g.C + BLOCK - 1) // BLOCK
+    if g.C > 1 and g.xs[1] == 1 and g.gs[1] == 1:
+        g.nthreads = <int>max(1, min(g.nthreads, g.N * nb))
+        g.parallel = g.nthreads > 1 and (
+            <double>g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * 4 >= PARALLEL_MIN_WORK)
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                _bwd_cl(<const float*>gop, <const float*>xp, <float*>gip, &g)
+            else:
+                _bwd_cl(<const double*>gop, <const double*>xp, <double*>gip, &g)
         return
     g.nthreads = <int>max(1, min(g.nthreads, g.N * g.C))
     g.parallel = g.nthreads > 1 and (
