@@ -354,3 +354,16 @@ def test_geometry_and_shape_errors(each_backend):
     with pytest.raises(ValueError, match="overlap"):
         cypool.lp_pool2d(buf[:16].reshape(1, 1, 4, 4), 2, 2, 1,
                          out=buf[9:].reshape(1, 1, 3, 3))
+
+
+def test_hostile_arguments_raise_cleanly(each_backend):
+    x = np.ones((1, 1, 5, 5), dtype=np.float32)
+    for kernel in (2**62, 2**63, -(2**63)):
+        with pytest.raises((ValueError, OverflowError)):
+            cypool.lp_pool2d(x, 2, kernel)
+    with pytest.raises(ValueError):
+        cypool.lp_pool2d(x, 2, 2, 2**63)
+    with pytest.raises(ValueError):
+        cypool.lp_pool2d(np.ones((1, 1, 0, 5)), 2, 1)
+    swapped = np.arange(1.0, 5.0).astype(">f8").reshape(1, 4)
+    np.testing.assert_allclose(cypool.lp_pool1d(swapped, 2, 2), [[math.sqrt(5), 5.0]])

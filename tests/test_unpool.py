@@ -330,3 +330,22 @@ def test_compiled_large_planes_and_few_planes(shape, cl):
                 ref)
             np.testing.assert_array_equal(
                 cypool.max_unpool2d_backward(ref, iu, channels_last=cl), gref)
+
+
+def test_hostile_arguments_raise_cleanly(each_backend):
+    x = np.ones((1, 1, 2, 2), dtype=np.int8)
+    idx = np.zeros((1, 1, 2, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="too large"):
+        cypool.max_unpool2d(x, idx, 2**40)
+    with pytest.raises(ValueError):
+        cypool.max_unpool2d(x, idx, 2**63)
+    with pytest.raises(ValueError, match="output_size"):
+        cypool.max_unpool2d(x, idx, 2, output_size=(-1, 4))
+    swapped = np.array([[[1, 3]]], dtype=">i8")
+    np.testing.assert_array_equal(cypool.max_unpool1d(np.ones((1, 1, 2)), swapped, 2),
+                                  [[[0, 1, 0, 1]]])
+    # an unpooled gradient with odd strides is read correctly
+    g = np.arange(32.0).reshape(1, 1, 4, 8)[:, :, :, ::2]
+    idx2 = np.array([[[[0, 5], [15, 10]]]])
+    np.testing.assert_array_equal(cypool.max_unpool2d_backward(g, idx2),
+                                  [[[[0.0, 10.0], [30.0, 20.0]]]])
