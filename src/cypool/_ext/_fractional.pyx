@@ -131,11 +131,24 @@ cdef inline void _table(double u, Py_ssize_t In, Py_ssize_t Out, Py_ssize_t k,
 # --------------------------------------------------------- plane-major pass
 
 cdef inline void _gather(const pool_t* row, Py_ssize_t xw, const Py_ssize_t* tw,
-                        Py_ssize_t kw, Py_ssize_t n, pool_t* g) noexcept nogil:
+                        Py_ssize_t kw, Py_ssize_t n, Py_ssize_t step,
+                        pool_t* g) noexcept nogil:
     """``g[ow] = row[(tw[ow] + kw) * xw]``: one tap of every window of an
-    output row, staged contiguously so that the update pass vectorises."""
+    output row, staged contiguously so that the update pass vectorises.
+    ``step`` 1 or 2: the starts are ``tw[0] + step*ow`` and the row is
+    contiguous (integer ``alpha``, e.g. ratio 1/2 with k=2): a constant-stride
+    copy that vectorises too."""
     cdef Py_ssize_t ow
-    if xw == 1:
+    cdef const pool_t* src
+    if step == 2:
+        src = row + tw[0] + kw
+        for ow in range(n):
+            g[ow] = src[2 * ow]
+    elif step == 1:
+        src = row + tw[0] + kw
+        for ow in range(n):
+            g[ow] = src[ow]
+    elif xw == 1:
         for ow in range(n):
             g[ow] = row[tw[ow] + kw]
     else:
@@ -245,9 +258,16 @@ cdef inline void _planes_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef pool_t* o
     cdef int64_t* j
     cdef int64_t base
+    cdef Py_ssize_t step = 0
     if r1 > R:
         r1 = R
     _table(u[2], g.isz[2], OW, g.ks[2], g.single, tw, 1)
+    if g.xs[4] == 1 and OW > 1 and (tw[1] - tw[0] == 1 or tw[1] - tw[0] == 2):
+        step = tw[1] - tw[0]
+        for ow in range(2, OW):
+            if tw[ow] != tw[0] + ow * step:
+                step = 0
+                break
     for r in range(r0, r1):
         od = r // g.osz[1]
         oh = r % g.osz[1]
@@ -262,7 +282,7 @@ cdef inline void _planes_item(const pool_t* x, pool_t* out, int64_t* idx,
                     if t == 0:
                         # the first tap always wins against PyTorch's initial
                         # -inf (or integer minimum) with the first tap's index
-                        _gather(row, g.xs[4], tw, kw, OW, m)
+                        _gather(row, g.xs[4], tw, kw, OW, step, m)
                         if tags:
                             for ow in range(OW):
                                 tg[ow] = 0
@@ -270,7 +290,7 @@ cdef inline void _planes_item(const pool_t* x, pool_t* out, int64_t* idx,
                             for ow in range(OW):
                                 bi[ow] = base + tw[ow]
                     else:
-                        _gather(row, g.xs[4], tw, kw, OW, gb)
+                        _gather(row, g.xs[4], tw, kw, OW, step, gb)
                         if tags:
                             _update_tag(m, tg, gb, <pool_t>t, OW)
                         elif idx != NULL:
