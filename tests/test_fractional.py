@@ -523,3 +523,21 @@ def test_kernel_rejects_unsafe_arguments():
         k(x, out.astype(np.float64), None, u, (1, 2, 2), True, 1)
     with pytest.raises(ValueError):
         k(x, out, np.zeros((1, 1, 1, 2, 3), np.int64), u, (1, 2, 2), True, 1)
+
+
+@pytest.mark.parametrize("in_w,out_w,k", [(64, 32, 2), (40, 37, 4), (17, 17, 1), (30, 10, 3)])
+def test_integer_alpha_rows(each_backend, in_w, out_w, k):
+    # (In - k) / (Out - 1) an integer: the W starts step evenly (the
+    # compiled kernel copies such rows with a constant stride)
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(in_w)
+    x = _random_input(rng, (2, 3, 9, in_w), np.float32, nan=True)
+    u = rng.random((2, 3, 2))
+    y, idx = cypool.fractional_max_pool2d(x, (2, k), output_size=(4, out_w), random_samples=u,
+                                          return_indices=True)
+    yt, it = F.fractional_max_pool2d(torch.from_numpy(x), (2, k), output_size=(4, out_w),
+                                     return_indices=True,
+                                     _random_samples=torch.from_numpy(u.astype(np.float32)))
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
