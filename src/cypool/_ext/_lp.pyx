@@ -15,10 +15,14 @@ the largest / smallest ``|x|`` of the window (NaN propagates, ties keep the
 first tap).
 
 Every array is a 5-d ``(N, C, D, H, W)`` view with arbitrary element
-strides.  The forward splits output rows (and chunks of long rows) across
-threads; the backward gives each thread whole ``(n, c)`` planes of the input
-gradient (zeroed, scattered into, then multiplied by the pointwise factor),
-so there are no races and the result does not depend on the thread count.
+strides.  Planar arrays: the forward splits bands of output rows of each
+``(n, c, od)`` (and chunks of long rows) across threads; the backward gives
+each thread whole ``(n, c)`` planes of the input gradient (zeroed, window
+coefficients added tap by tap, then multiplied by the pointwise factor), so
+there are no races and the result does not depend on the thread count.
+Channels-last arrays (channel stride 1): the same computations with the
+contiguous channels innermost, the forward by output rows, the backward by
+(sample, block of channels).
 
 Validation of the window arguments happens in Python; the ``def`` wrappers
 check what memory safety depends on: ranks, dtypes, shapes, and that every
@@ -449,80 +453,6 @@ cdef int _fwd(const real_t* x, real_t* out, const G* g) noexcept nogil:
 
 # -------------------------------------------------------------- backward
 
-cdef inline void _bwd_plane(const real_t* go, const real_t* x, real_t* gi,
-                            const G* g, Py_ssize_t it) noexcept nogil:
-    """Input-gradient plane ``it = n*C + c``: zero it, add every window's
-    coefficient to its taps (or the output gradient to the window's extreme
-    tap for p = ±inf), then multiply by the pointwise factor."""
-    cdef Py_ssize_t n = it // g.C, c = it % g.C
-    cdef const real_t* xp = x + n * g.xs[0] + c * g.xs[1]
-    cdef const real_t* gop = go + n * g.os[0] + c * g.os[1]
-    cdef real_t* gp = gi + n * g.gs[0] + c * g.gs[1]
-    cdef Py_ssize_t d, h, w, od, oh, ow, kd, kh, kw, cd, chh, cw, d0, h0, w0
-    cdef Py_ssize_t xo, go_off, bx, bg
-    cdef real_t s, a, t, gt, ga, coef, v, best, K = <real_t>g.K
-    cdef real_t e = <real_t>(1.0 / g.p), p = <real_t>g.p
-    for d in range(g.isz[0]):
-        for h in range(g.isz[1]):
-            for w in range(g.isz[2]):
-                gp[d * g.gs[2] + h * g.gs[3] + w * g.gs[4]] = 0
-    for od in range(g.osz[0]):
-        d0 = od * g.st[0]
-        cd = _count(od, g.ks[0], g.st[0], g.isz[0])
-        for oh in range(g.osz[1]):
-            h0 = oh * g.st[1]
-            chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
-            for ow in range(g.osz[2]):
-                w0 = ow * g.st[2]
-                cw = _count(ow, g.ks[2], g.st[2], g.isz[2])
-                go_off = od * g.os[2] + oh * g.os[3] + ow * g.os[4]
-                if g.extreme != 0:
-                    best = -INFINITY
-                    bx = d0 * g.xs[2] + h0 * g.xs[3] + w0 * g.xs[4]
-                    bg = d0 * g.gs[2] + h0 * g.gs[3] + w0 * g.gs[4]
-                    for kd in range(cd):
-                        for kh in range(chh):
-                            for kw in range(cw):
-                                xo = ((d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
-                                      + (w0 + kw) * g.xs[4])
-                                v = fabs(xp[xo])
-                                if g.extreme < 0:
-                                    v = -v
-                                if v > best or v != v:
-                                    best = v
-                                    bg = ((d0 + kd) * g.gs[2] + (h0 + kh) * g.gs[3]
-                                          + (w0 + kw) * g.gs[4])
-                    gp[bg] += gop[go_off]
-                    continue
-                s = 0
-                for kd in range(cd):
-                    for kh in range(chh):
-                        for kw in range(cw):
-                            s += _pw(xp[(d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
-                                        + (w0 + kw) * g.xs[4]], &g.fwd)
-                a = s / <real_t>(cd * chh * cw)
-                if a == 0:
-                    continue            # relu's mask: no gradient
-                t = a * K
-                gt = gop[go_off] * (e * _pw(t, &g.droot))
-                ga = gt * K * _sign(a) * _sign(a)
-                coef = ga / <real_t>(cd * chh * cw)
-                for kd in range(cd):
-                    for kh in range(chh):
-                        for kw in range(cw):
-                            gp[(d0 + kd) * g.gs[2] + (h0 + kh) * g.gs[3]
-                               + (w0 + kw) * g.gs[4]] += coef
-    for d in range(g.isz[0]):
-        for h in range(g.isz[1]):
-            for w in range(g.isz[2]):
-                v = xp[d * g.xs[2] + h * g.xs[3] + w * g.xs[4]]
-                xo = d * g.gs[2] + h * g.gs[3] + w * g.gs[4]
-                if g.extreme != 0:
-                    gp[xo] = gp[xo] * _sign(v)
-                else:
-                    gp[xo] = gp[xo] * (p * _pw(v, &g.dfwd))
-
-
 cdef inline real_t _coef(real_t acc, real_t gout, Py_ssize_t cnt,
                           const G* g) noexcept nogil:
     """What a finite-p window passes back to each of its taps before the
@@ -556,6 +486,50 @@ cdef inline void _factor_row(real_t* gp, Py_ssize_t gs, const real_t* xr,
     else:
         for i in range(n):
             gp[i * gs] = gp[i * gs] * (p * _pw(xr[i * xs], &g.dfwd))
+
+
+cdef inline void _bwd_plane_extreme(const real_t* go, const real_t* x, real_t* gi,
+                                    const G* g, Py_ssize_t it) noexcept nogil:
+    """p = ±inf, planar: input-gradient plane ``it = n*C + c``: zeroed, each
+    output gradient added at its window's extreme tap (the max-pooling rule
+    on ±|x|: first in scan order, NaN wins), then times sign(x)."""
+    cdef Py_ssize_t n = it // g.C, c = it % g.C
+    cdef const real_t* xp = x + n * g.xs[0] + c * g.xs[1]
+    cdef const real_t* gop = go + n * g.os[0] + c * g.os[1]
+    cdef real_t* gp = gi + n * g.gs[0] + c * g.gs[1]
+    cdef Py_ssize_t d, h, w, od, oh, ow, kd, kh, kw, cd, chh, cw, d0, h0, w0, bg
+    cdef real_t v, best
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                gp[d * g.gs[2] + h * g.gs[3] + w * g.gs[4]] = 0
+    for od in range(g.osz[0]):
+        d0 = od * g.st[0]
+        cd = _count(od, g.ks[0], g.st[0], g.isz[0])
+        for oh in range(g.osz[1]):
+            h0 = oh * g.st[1]
+            chh = _count(oh, g.ks[1], g.st[1], g.isz[1])
+            for ow in range(g.osz[2]):
+                w0 = ow * g.st[2]
+                cw = _count(ow, g.ks[2], g.st[2], g.isz[2])
+                best = -INFINITY
+                bg = d0 * g.gs[2] + h0 * g.gs[3] + w0 * g.gs[4]   # first tap
+                for kd in range(cd):
+                    for kh in range(chh):
+                        for kw in range(cw):
+                            v = fabs(xp[(d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                                        + (w0 + kw) * g.xs[4]])
+                            if g.extreme < 0:
+                                v = -v
+                            if v > best or v != v:
+                                best = v
+                                bg = ((d0 + kd) * g.gs[2] + (h0 + kh) * g.gs[3]
+                                      + (w0 + kw) * g.gs[4])
+                gp[bg] += gop[od * g.os[2] + oh * g.os[3] + ow * g.os[4]]
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            _factor_row(gp + d * g.gs[2] + h * g.gs[3], g.gs[4],
+                        xp + d * g.xs[2] + h * g.xs[3], g.xs[4], g.isz[2], g)
 
 
 cdef inline void _bwd_plane_rows(const real_t* go, const real_t* x, real_t* gi,
@@ -706,7 +680,7 @@ cdef int _bwd(const real_t* go, const real_t* x, real_t* gi, const G* g) noexcep
             if g.extreme == 0:
                 _bwd_plane_rows(go, x, gi, g, it)
             else:
-                _bwd_plane(go, x, gi, g, it)
+                _bwd_plane_extreme(go, x, gi, g, it)
     return 0
 
 
