@@ -516,7 +516,9 @@ def test_kernel_rejects_unsafe_arguments():
     with pytest.raises(ValueError):
         k(x, np.zeros((1, 1, 1, 4, 4), np.float32), None, u, (1, 2, 2), True, 1)
     with pytest.raises(ValueError):
-        k(x, out, None, np.full((1, 1, 3), 1.0), (1, 2, 2), True, 1)
+        k(x, out, None, np.full((1, 1, 3), 1.5), (1, 2, 2), True, 1)
+    with pytest.raises(ValueError):
+        k(x, out, None, np.full((1, 1, 3), np.nan), (1, 2, 2), True, 1)
     with pytest.raises(ValueError):
         k(x, out, None, np.zeros((1, 2, 3)), (1, 2, 2), True, 1)
     with pytest.raises(TypeError):
@@ -539,5 +541,23 @@ def test_integer_alpha_rows(each_backend, in_w, out_w, k):
     yt, it = F.fractional_max_pool2d(torch.from_numpy(x), (2, k), output_size=(4, out_w),
                                      return_indices=True,
                                      _random_samples=torch.from_numpy(u.astype(np.float32)))
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
+
+
+def test_sample_rounding_up_to_one(each_backend):
+    # a float64 sample just below 1 becomes 1.0 in float32: still valid windows,
+    # PyTorch's for that float32 sample
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(21)
+    x = _random_input(rng, (1, 2, 30, 31), np.float32)
+    u = np.full((1, 2, 2), 1 - 1e-12)
+    y, idx = cypool.fractional_max_pool2d(x, 2, output_size=(11, 13), random_samples=u,
+                                          return_indices=True)
+    yt, it = F.fractional_max_pool2d(torch.from_numpy(x), 2, output_size=(11, 13),
+                                     return_indices=True,
+                                     _random_samples=torch.from_numpy(u.astype(np.float32)))
+    assert (u.astype(np.float32) == 1).all()
     np.testing.assert_array_equal(y, yt.numpy())
     np.testing.assert_array_equal(idx, it.numpy())

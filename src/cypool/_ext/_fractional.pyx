@@ -507,7 +507,7 @@ def fractional_max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None
     of ``x``.
 
     ``x``, ``out``, ``idx``: 5-d ``(N, C, D, H, W)`` arrays, any strides;
-    ``u``: C-contiguous float64 ``(N, C, 3)`` samples in ``[0, 1)``, (D, H, W)
+    ``u``: C-contiguous float64 ``(N, C, 3)`` samples in ``[0, 1]``, (D, H, W)
     order; ``kernel``: 3 ints with ``Out + k - 1 <= In``; ``single``: interval
     arithmetic in float32.
     """
@@ -552,8 +552,9 @@ def fractional_max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None
         raise ValueError("u must be a C-contiguous float64 (N, C, 3) array")
     up = <const double*>cnp.PyArray_DATA(u)
     for p in range(g.N * g.C * 3):
-        if not (0.0 <= up[p] < 1.0):
-            raise ValueError("samples must lie in [0, 1)")
+        # 1.0 is possible: a float64 sample just below 1 rounds to float32 1.0
+        if not (0.0 <= up[p] <= 1.0):
+            raise ValueError("samples must lie in [0, 1]")
     if g.N * g.C == 0 or g.osz[0] * g.osz[1] * g.osz[2] == 0:
         return
     g.u = up
