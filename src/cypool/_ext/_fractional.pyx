@@ -17,13 +17,20 @@ row-major ``(kd, kh, kw)`` order with the branch-free update
 
 * planes (``C`` not the most contiguous axis): a work item is a band of
   output rows ``(od, oh)`` of one ``(n, c)`` plane.  The plane's W starts are
-  tabulated once per item; each tap then sweeps the whole output row.
+  tabulated once per item; each tap is then staged for the whole output row
+  (a gather through the table, or a constant-stride copy when the starts
+  step evenly by 1 or 2) and applied by a vectorised branch-free update.
+  Indices are tracked as tap numbers stored in the value dtype (same width
+  as the values, so both selects vectorise) and turned into flat offsets
+  once per output row; where the dtype cannot number every tap (8/16-bit
+  integers with huge kernels) int64 indices are selected with bit masks.
 * channels-last (``C`` the most contiguous axis): a work item is a band of
   output rows of one image ``n`` with all channels.  Each channel has its own
   windows, so the W starts are tabulated ``[ow][c]`` and, per output row, the
   row offsets of every ``(kd, kh)`` tap ``[tap][c]``; each tap then gathers
   along the contiguous channel axis, where neighbouring channels' windows lie
-  within a few pixels of each other (the input is read about once).
+  within a few pixels of each other (the input is read about once), and the
+  same vectorised update runs over the channels.
 
 Validation happens in Python (``cypool._fractional``); the ``def`` here only
 checks what memory safety depends on.
