@@ -6,10 +6,10 @@ rule, integer arithmetic only).  Bins are at least one element wide, may
 overlap, and repeat elements when ``Out > In``.
 
 Both reductions are separable, so they run one dimension at a time, the last
-(innermost) first.  Along one dimension every bin is reduced tap by tap:
-tap ``t`` of bin ``i`` is element ``start_i + t`` if it lies before
-``end_i``; the loop runs over the widest bin's taps, vectorised over all
-bins and all other axes.
+(innermost) first.  Along one dimension the shorter of two loops runs: over
+the bins (each bin a slice reduced by NumPy), when bins are few and wide; or
+over the taps, vectorised over all bins, when bins are many and narrow: tap
+``t`` of bin ``i`` is element ``start_i + t`` if it lies before ``end_i``.
 
 * Max: the first tap initialises the winner; a later tap replaces it if it is
   larger, or NaN (``v > best or v != v``).  Per row this keeps the first
@@ -63,12 +63,38 @@ def _taps(n_in, n_out):
         yield np.minimum(pos, n_in - 1), pos < end
 
 
+def _few_wide_bins(n_in, n_out):
+    start, end = bins(n_in, n_out)
+    return n_out < int((end - start).max())
+
+
+def _max_bin(seg, axis):
+    """Position (along ``axis``) of the scan-order winner of every slice:
+    the last NaN if there is one, else the first maximum (np.argmax returns
+    the first occurrence)."""
+    isnan = seg != seg
+    last_nan = seg.shape[axis] - 1 - np.argmax(np.flip(isnan, axis), axis=axis)
+    return np.where(isnan.any(axis=axis), last_nan, np.argmax(seg, axis=axis))
+
+
 def _max_along(values, index, axis, n_in, n_out, plane_stride):
     """Reduce ``axis`` of ``values`` (length ``n_in``) to ``n_out`` bins.
 
     ``index`` (same shape, or None) holds the flat in-plane offset each value
     came from; the index of an element moved along ``axis`` grows by
     ``plane_stride`` per step.  Returns the reduced ``(values, index)``."""
+    if _few_wide_bins(n_in, n_out):
+        vs, ids = [], []
+        for lo, hi in zip(*bins(n_in, n_out)):
+            seg = np.take(values, np.arange(lo, hi), axis=axis)
+            k = np.expand_dims(_max_bin(seg, axis), axis)
+            vs.append(np.take_along_axis(seg, k, axis))
+            if index is not None:
+                ids.append(np.take_along_axis(
+                    np.take(index, np.arange(lo, hi), axis=axis), k, axis)
+                    + (lo + k) * plane_stride)
+        return (np.concatenate(vs, axis),
+                None if index is None else np.concatenate(ids, axis))
     best = best_idx = None
     for t, (pos, valid) in enumerate(_taps(n_in, n_out)):
         v = np.take(values, pos, axis=axis)
@@ -134,6 +160,10 @@ def bin_counts(in_size, out_size):
 
 
 def _sum_along(values, axis, n_in, n_out):
+    if _few_wide_bins(n_in, n_out):
+        return np.concatenate(
+            [np.take(values, np.arange(lo, hi), axis=axis).sum(axis=axis, keepdims=True)
+             for lo, hi in zip(*bins(n_in, n_out))], axis)
     total = None
     for pos, valid in _taps(n_in, n_out):
         v = np.take(values, pos, axis=axis)
@@ -175,7 +205,11 @@ def adaptive_avg_pool_backward(grad_output, in_size, grad_input):
             acc = np.zeros(shape, dtype=g.dtype)
             acc_t = np.moveaxis(acc, axis, 0)   # a view: scatter along axis 0
             g_t = np.moveaxis(g, axis, 0)
-            for pos, valid in _taps(in_size[k], out_size[k]):
-                np.add.at(acc_t, pos[valid], g_t[valid])
+            if _few_wide_bins(in_size[k], out_size[k]):
+                for i, (lo, hi) in enumerate(zip(*bins(in_size[k], out_size[k]))):
+                    acc_t[lo:hi] += g_t[i]
+            else:
+                for pos, valid in _taps(in_size[k], out_size[k]):
+                    np.add.at(acc_t, pos[valid], g_t[valid])
             g = acc
     grad_input[...] = g
