@@ -203,21 +203,27 @@ _BACKWARD_DOC = """Gradient of :func:`lp_pool{nd}d` with respect to its input.
 """
 
 
-def lp_pool1d(input: np.ndarray, norm_type: float, kernel_size, stride=None,
+def lp_pool1d(input: np.ndarray, norm_type: float,
+              kernel_size: int | tuple[int, ...],
+              stride: int | tuple[int, ...] | None = None,
               ceil_mode: bool = False, *, channels_last: bool = False,
               out: np.ndarray | None = None) -> np.ndarray:
     return _lp_pool(1, "lp_pool1d", input, norm_type, kernel_size, stride, ceil_mode,
                     channels_last, out)
 
 
-def lp_pool2d(input: np.ndarray, norm_type: float, kernel_size, stride=None,
+def lp_pool2d(input: np.ndarray, norm_type: float,
+              kernel_size: int | tuple[int, ...],
+              stride: int | tuple[int, ...] | None = None,
               ceil_mode: bool = False, *, channels_last: bool = False,
               out: np.ndarray | None = None) -> np.ndarray:
     return _lp_pool(2, "lp_pool2d", input, norm_type, kernel_size, stride, ceil_mode,
                     channels_last, out)
 
 
-def lp_pool3d(input: np.ndarray, norm_type: float, kernel_size, stride=None,
+def lp_pool3d(input: np.ndarray, norm_type: float,
+              kernel_size: int | tuple[int, ...],
+              stride: int | tuple[int, ...] | None = None,
               ceil_mode: bool = False, *, channels_last: bool = False,
               out: np.ndarray | None = None) -> np.ndarray:
     return _lp_pool(3, "lp_pool3d", input, norm_type, kernel_size, stride, ceil_mode,
@@ -225,7 +231,8 @@ def lp_pool3d(input: np.ndarray, norm_type: float, kernel_size, stride=None,
 
 
 def lp_pool1d_backward(grad_output: np.ndarray, input: np.ndarray, output: np.ndarray,
-                       norm_type: float, kernel_size, stride=None,
+                       norm_type: float, kernel_size: int | tuple[int, ...],
+                       stride: int | tuple[int, ...] | None = None,
                        ceil_mode: bool = False, *, channels_last: bool = False,
                        out: np.ndarray | None = None) -> np.ndarray:
     return _lp_pool_backward(1, "lp_pool1d_backward", grad_output, input, output,
@@ -234,7 +241,8 @@ def lp_pool1d_backward(grad_output: np.ndarray, input: np.ndarray, output: np.nd
 
 
 def lp_pool2d_backward(grad_output: np.ndarray, input: np.ndarray, output: np.ndarray,
-                       norm_type: float, kernel_size, stride=None,
+                       norm_type: float, kernel_size: int | tuple[int, ...],
+                       stride: int | tuple[int, ...] | None = None,
                        ceil_mode: bool = False, *, channels_last: bool = False,
                        out: np.ndarray | None = None) -> np.ndarray:
     return _lp_pool_backward(2, "lp_pool2d_backward", grad_output, input, output,
@@ -243,7 +251,8 @@ def lp_pool2d_backward(grad_output: np.ndarray, input: np.ndarray, output: np.nd
 
 
 def lp_pool3d_backward(grad_output: np.ndarray, input: np.ndarray, output: np.ndarray,
-                       norm_type: float, kernel_size, stride=None,
+                       norm_type: float, kernel_size: int | tuple[int, ...],
+                       stride: int | tuple[int, ...] | None = None,
                        ceil_mode: bool = False, *, channels_last: bool = False,
                        out: np.ndarray | None = None) -> np.ndarray:
     return _lp_pool_backward(3, "lp_pool3d_backward", grad_output, input, output,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -280,22 +281,31 @@ _BACKWARD_DOC = """Gradient of :func:`max_unpool{nd}d` with respect to its input
 """
 
 
-def max_unpool1d(input: np.ndarray, indices: np.ndarray, kernel_size, stride=None,
-                 padding=0, output_size=None, *, channels_last: bool = False,
+def max_unpool1d(input: np.ndarray, indices: np.ndarray,
+                 kernel_size: int | tuple[int, ...],
+                 stride: int | tuple[int, ...] | None = None,
+                 padding: int | tuple[int, ...] = 0,
+                 output_size: Sequence[int] | None = None, *, channels_last: bool = False,
                  out: np.ndarray | None = None) -> np.ndarray:
     return _max_unpool(1, "max_unpool1d", input, indices, kernel_size, stride, padding,
                        output_size, channels_last, out)
 
 
-def max_unpool2d(input: np.ndarray, indices: np.ndarray, kernel_size, stride=None,
-                 padding=0, output_size=None, *, channels_last: bool = False,
+def max_unpool2d(input: np.ndarray, indices: np.ndarray,
+                 kernel_size: int | tuple[int, ...],
+                 stride: int | tuple[int, ...] | None = None,
+                 padding: int | tuple[int, ...] = 0,
+                 output_size: Sequence[int] | None = None, *, channels_last: bool = False,
                  out: np.ndarray | None = None) -> np.ndarray:
     return _max_unpool(2, "max_unpool2d", input, indices, kernel_size, stride, padding,
                        output_size, channels_last, out)
 
 
-def max_unpool3d(input: np.ndarray, indices: np.ndarray, kernel_size, stride=None,
-                 padding=0, output_size=None, *, channels_last: bool = False,
+def max_unpool3d(input: np.ndarray, indices: np.ndarray,
+                 kernel_size: int | tuple[int, ...],
+                 stride: int | tuple[int, ...] | None = None,
+                 padding: int | tuple[int, ...] = 0,
+                 output_size: Sequence[int] | None = None, *, channels_last: bool = False,
                  out: np.ndarray | None = None) -> np.ndarray:
     return _max_unpool(3, "max_unpool3d", input, indices, kernel_size, stride, padding,
                        output_size, channels_last, out)
