@@ -218,6 +218,8 @@ cdef inline void _decode_pos(const AGeo* g, Py_ssize_t it, Py_ssize_t* n,
 cdef inline void _wmax(const pool_t* row, Py_ssize_t e, const AGeo* g,
                        pool_t* tv, int64_t* tw) noexcept nogil:
     cdef Py_ssize_t ow, w, Ow = g.osz[2], kw = g.kw, bw
+    cdef const Py_ssize_t* lo = g.lo[2]
+    cdef const Py_ssize_t* hi = g.hi[2]
     cdef pool_t m, v, a, b
     if kw == 1:
         for ow in range(Ow):
@@ -245,8 +247,8 @@ cdef inline void _wmax(const pool_t* row, Py_ssize_t e, const AGeo* g,
                 w = ow * kw
                 bw = w + kw
             else:
-                w = g.lo[2][ow]
-                bw = g.hi[2][ow]
+                w = lo[ow]
+                bw = hi[ow]
             m = row[w * e]
             if tw == NULL:
                 for w in range(w + 1, bw):
@@ -290,6 +292,24 @@ cdef inline void _max_row_fixed(const pool_t* r, Py_ssize_t rs, const AGeo* g,
                     v = r[i * rs + ow * kw + j]
                     m = v if _takes(v, m) else m
             o[ow] = m
+    elif kh == 2 and kw == 2:
+        for ow in range(Ow):
+            m = r[2 * ow]
+            mi = 0
+            v = r[2 * ow + 1]
+            t = _takes(v, m)
+            m = v if t else m
+            mi = 1 if t else mi
+            v = r[rs + 2 * ow]
+            t = _takes(v, m)
+            m = v if t else m
+            mi = W if t else mi
+            v = r[rs + 2 * ow + 1]
+            t = _takes(v, m)
+            m = v if t else m
+            mi = W + 1 if t else mi
+            o[ow] = m
+            oi[ow] = base + 2 * ow + mi
     else:
         for ow in range(Ow):
             m = r[ow * kw]
@@ -409,6 +429,10 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                         for c in range(C):
                             oi[c] = flat
                     first = False
+                elif oi == NULL and e == 1:
+                    for c in range(C):
+                        v = p[c]
+                        o[c] = v if _takes(v, o[c]) else o[c]
                 elif oi == NULL:
                     for c in range(C):
                         v = p[c * e]
@@ -454,16 +478,22 @@ cdef inline void _wsum(const real_t* row, Py_ssize_t e, const AGeo* g,
             for ow in range(Ow):
                 t[ow] = <real_t>row[ow * e]
         return
+    cdef const Py_ssize_t* lo = g.lo[2]
+    cdef const Py_ssize_t* hi = g.hi[2]
     for ow in range(Ow):
         if kw > 0:
             w = ow * kw
             w1 = w + kw
         else:
-            w = g.lo[2][ow]
-            w1 = g.hi[2][ow]
+            w = lo[ow]
+            w1 = hi[ow]
         s = <real_t>row[w * e]
-        for w in range(w + 1, w1):
-            s = s + <real_t>row[w * e]
+        if e == 1:
+            for w in range(w + 1, w1):
+                s = s + <real_t>row[w]
+        else:
+            for w in range(w + 1, w1):
+                s = s + <real_t>row[w * e]
         t[ow] = t[ow] + s if add else s
 
 
@@ -522,12 +552,15 @@ cdef inline void _avg_row(const real_t* x, real_t* out, const AGeo* g,
                   g.xs[4], g, acc, not first)
             first = False
     orow = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
-    if g.kw > 0:
+    cdef const Py_ssize_t* lo = g.lo[2]
+    cdef const Py_ssize_t* hi = g.hi[2]
+    cdef Py_ssize_t os4 = g.os[4]
+    if g.kw > 0 and os4 == 1:
         for ow in range(Ow):
-            orow[ow * g.os[4]] = acc[ow] / <real_t>(rows * g.kw)
+            orow[ow] = acc[ow] / <real_t>(rows * g.kw)
     else:
         for ow in range(Ow):
-            orow[ow * g.os[4]] = acc[ow] / <real_t>(rows * (g.hi[2][ow] - g.lo[2][ow]))
+            orow[ow * os4] = acc[ow] / <real_t>(rows * (hi[ow] - lo[ow]))
 
 
 cdef inline void _avg_int_row(const int_t* x, int_t* out, const AGeo* g,
@@ -619,6 +652,9 @@ cdef inline void _avg_cl_item(const pool_t* x, pool_t* out, const AGeo* g,
                     if first:
                         for c in range(C):
                             o[c] = p[c * e]
+                    elif e == 1:
+                        for c in range(C):
+                            o[c] = o[c] + p[c]
                     else:
                         for c in range(C):
                             o[c] = o[c] + p[c * e]
@@ -965,62 +1001,75 @@ cdef inline void _global_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                                  const AGeo* g, Py_ssize_t it, uint64_t* iacc,
                                  bint is_max, bint nearest) noexcept nogil:
     """Channels [c0, c1) of sample n: every spatial position in scan order
-    updates the channel vector (max with indices, or sum)."""
+    updates the channel vector (max with indices, or sum).  Unit channel
+    strides (the usual case) get loops of their own, which vectorise."""
     cdef Py_ssize_t nb = (g.C + g.cb - 1) // g.cb
     cdef Py_ssize_t n = it // nb, c0 = (it % nb) * g.cb, c1 = _imin(c0 + g.cb, g.C)
-    cdef Py_ssize_t d, h, w, c, e = g.xs[1]
+    cdef Py_ssize_t d, h, w, c, e = g.xs[1], s1 = g.os[1], j1 = g.js[1]
+    cdef Py_ssize_t m = c1 - c0
     cdef int64_t P = g.isz[0] * g.isz[1] * g.isz[2], flat = 0
     cdef const pool_t* p
-    cdef pool_t* o = out + n * g.os[0]
+    cdef pool_t* o = out + n * g.os[0] + c0 * s1
     cdef int64_t* oi = NULL
     cdef pool_t v
     cdef bint first = True
+    cdef bint unit = e == 1 and s1 == 1 and (idx == NULL or j1 == 1)
     if idx != NULL:
-        oi = idx + n * g.js[0]
+        oi = idx + n * g.js[0] + c0 * j1
     for d in range(g.isz[0]):
         for h in range(g.isz[1]):
             for w in range(g.isz[2]):
-                p = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3] + w * g.xs[4]
-                if is_max:
-                    if first:
-                        for c in range(c0, c1):
-                            o[c * g.os[1]] = p[c * e]
+                p = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3] + w * g.xs[4] + c0 * e
+                if first:
+                    if is_max or pool_t is float or pool_t is double:
+                        for c in range(m):
+                            o[c * s1] = p[c * e]
                         if oi != NULL:
-                            for c in range(c0, c1):
-                                oi[c * g.js[1]] = 0
-                    elif oi == NULL:
-                        for c in range(c0, c1):
-                            v = p[c * e]
-                            o[c * g.os[1]] = v if _takes(v, o[c * g.os[1]]) else o[c * g.os[1]]
+                            for c in range(m):
+                                oi[c * j1] = 0
                     else:
-                        for c in range(c0, c1):
+                        for c in range(m):
+                            iacc[c] = <uint64_t><int64_t>p[c * e]
+                elif is_max:
+                    if unit and oi == NULL:
+                        for c in range(m):
+                            v = p[c]
+                            o[c] = v if _takes(v, o[c]) else o[c]
+                    elif unit:
+                        for c in range(m):
+                            v = p[c]
+                            if _takes(v, o[c]):
+                                o[c] = v
+                                oi[c] = flat
+                    else:
+                        for c in range(m):
                             v = p[c * e]
-                            if _takes(v, o[c * g.os[1]]):
-                                o[c * g.os[1]] = v
-                                oi[c * g.js[1]] = flat
+                            if _takes(v, o[c * s1]):
+                                o[c * s1] = v
+                                if oi != NULL:
+                                    oi[c * j1] = flat
                 elif pool_t is float or pool_t is double:
-                    if first:
-                        for c in range(c0, c1):
-                            o[c * g.os[1]] = p[c * e]
+                    if unit:
+                        for c in range(m):
+                            o[c] = o[c] + p[c]
                     else:
-                        for c in range(c0, c1):
-                            o[c * g.os[1]] = o[c * g.os[1]] + p[c * e]
+                        for c in range(m):
+                            o[c * s1] = o[c * s1] + p[c * e]
+                elif e == 1:
+                    for c in range(m):
+                        iacc[c] = iacc[c] + <uint64_t><int64_t>p[c]
                 else:
-                    if first:
-                        for c in range(c0, c1):
-                            iacc[c - c0] = <uint64_t><int64_t>p[c * e]
-                    else:
-                        for c in range(c0, c1):
-                            iacc[c - c0] = iacc[c - c0] + <uint64_t><int64_t>p[c * e]
+                    for c in range(m):
+                        iacc[c] = iacc[c] + <uint64_t><int64_t>p[c * e]
                 first = False
                 flat += 1
     if not is_max:
         if pool_t is float or pool_t is double:
-            for c in range(c0, c1):
-                o[c * g.os[1]] = o[c * g.os[1]] / <pool_t>P
+            for c in range(m):
+                o[c * s1] = o[c * s1] / <pool_t>P
         else:
-            for c in range(c0, c1):
-                o[c * g.os[1]] = <pool_t>_int_quot(<int64_t>iacc[c - c0], P, nearest)
+            for c in range(m):
+                o[c * s1] = <pool_t>_int_quot(<int64_t>iacc[c], P, nearest)
 
 
 cdef int _global_cl(const pool_t* x, pool_t* out, int64_t* idx, const AGeo* g,
