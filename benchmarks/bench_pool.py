@@ -650,7 +650,7 @@ CASES: list[Case] = [
     window_case("float64 max k2s2", "max", 2, 2, 2, dtype=np.float64, full=(16, 64, 112, 112),
                 quick=(4, 64, 112, 112), tiny=NCHW_T),
     window_case("image 8192x8192 max 2x2", "max", 2, 2, 2, full=(1, 1, 8192, 8192),
-                quick=(1, 1, 4096, 4096), tiny=(1, 1, 8, 8)),
+                quick=(1, 1, 4096, 4096), tiny=(1, 1, 8, 8), prealloc=True),
     window_case("image 8192x8192 mean 2x2", "avg", 2, 2, 2, full=(1, 1, 8192, 8192),
                 quick=(1, 1, 4096, 4096), tiny=(1, 1, 8, 8)),
     window_case("uint8 image (4096, 4096, 3) mean 2x2", "avg", 2, 2, 2, layout="nhwc",
@@ -723,6 +723,16 @@ def system_busy(interval=0.5) -> float | None:
     return other_load(start, _cpu_counters())
 
 
+def max_rss() -> int | None:
+    """Peak resident memory of this process in bytes (None where unknown)."""
+    try:
+        import resource
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except Exception:
+        return None
+    return kib * (1 if sys.platform == "darwin" else 1024)
+
+
 def machine_info() -> dict:
     try:
         usable = len(os.sched_getaffinity(0))
@@ -792,27 +802,45 @@ def _compare(cy_arrs, peer_arrs, bench: Bench) -> str | None:
     return None
 
 
-def time_impls(impls: dict[str, Impl], warmup: int, repeat: int, number: int):
+def time_impls(impls: dict[str, Impl], warmup: int, repeat: int, number: int,
+               budget_s: float = float("inf"), on_result: Callable[[str, Any], None] | None = None):
     """Warm up each implementation, then time them round-robin (machine
     noise spreads over all alike): ``repeat`` samples of ``number`` calls.
-    Returns ({name: [seconds per call]}, {name: last warm-up result},
-    {name: error message})."""
-    last, errors = {}, {}
+    An implementation whose first call shows that ``repeat`` runs would take
+    more than ``budget_s`` gets fewer runs (at least 3) and, when a call
+    takes over a second, a single warm-up.  Returns ({name: [seconds per
+    call]}, {name: last warm-up result}, {name: error message}); with
+    ``on_result``, each last warm-up result is handed to it instead (and
+    freed before the next implementation runs: one large result alive at a
+    time)."""
+    last, errors, runs = {}, {}, {}
     for name, imp in list(impls.items()):
         try:
-            for _ in range(warmup):
+            for w in range(max(warmup, 1)):
                 last[name] = None
+                t0 = time.perf_counter()
                 last[name] = imp.fn()
+                first = time.perf_counter() - t0
+                if w == 0:
+                    runs[name] = repeat
+                    if first * repeat > budget_s:
+                        runs[name] = max(3, min(repeat, int(budget_s / first)))
+                        if first > 1.0:
+                            break
         except Exception as e:
             errors[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
             last.pop(name, None)
+        if on_result is not None and name in last:
+            on_result(name, last.pop(name))
     live = [n for n in impls if n not in errors]
     times = {name: [] for name in live}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeat):
+        for i in range(repeat):
             for name in live:
+                if i >= runs[name]:
+                    continue
                 fn = impls[name].fn
                 if number == 1:
                     t0 = time.perf_counter()
@@ -850,26 +878,31 @@ def run_case(case: Case, size: str, threads, warmup, repeat, opts, log) -> dict:
     number = opts["latency_number"] if case.latency else 1
     rep = max(repeat, opts["latency_repeat"]) if case.latency else repeat
     res["calls_per_sample"] = number
-    cy_arrs = None
+    res["repeat"] = rep
+    state = {"cy": None, "n": None}
     checked = {}
+
+    def on_result(name, r):
+        # cypool runs first: its first result is kept for the comparisons (of
+        # every implementation at every thread count, cypool's own included)
+        # and the byte count
+        if name == CY and state["cy"] is None:
+            state["cy"] = to_numpy(r)
+            res["bytes_written"] = int(sum(a.nbytes for a in state["cy"]))
+            return
+        arrs = bench.impls[name].convert(r)
+        if "bytes_written" not in res and name in (CY_REF, TH):
+            # cypool failed: count the bytes this one writes
+            res["bytes_written"] = int(sum(a.nbytes for a in arrs))
+        if state["cy"] is not None:
+            checked[name, state["n"]] = _compare(state["cy"], arrs, bench)
+
     for i, n in enumerate(threads):
         set_threads(n)
+        state["n"] = n
         impls = {k: v for k, v in bench.impls.items() if i == 0 or k not in SINGLE_THREADED}
         log(f"  {case.name}: {n} thread(s), {len(impls)} implementations")
-        times, last, errors = time_impls(impls, warmup, rep, number)
-        if cy_arrs is None and CY in last:
-            cy_arrs = to_numpy(last[CY])
-            res["bytes_written"] = int(sum(a.nbytes for a in cy_arrs))
-        if "bytes_written" not in res:  # cypool failed: count the bytes another one writes
-            for name in (CY_REF, TH):
-                if name in last:
-                    res["bytes_written"] = int(sum(
-                        a.nbytes for a in bench.impls[name].convert(last[name])))
-                    break
-        for name, r in last.items():
-            if name != CY and name not in checked and cy_arrs is not None:
-                checked[name] = _compare(cy_arrs, bench.impls[name].convert(r), bench)
-        del last
+        times, _, errors = time_impls(impls, warmup, rep, number, opts["budget_s"], on_result)
         for name in impls:
             row = {"threads": n, "impl": name, "note": bench.impls[name].note}
             if name in errors:
@@ -878,13 +911,13 @@ def run_case(case: Case, size: str, threads, warmup, repeat, opts, log) -> dict:
                 row["times_s"] = times[name]
                 row["median_s"] = statistics.median(times[name])
             row["single_threaded"] = name in SINGLE_THREADED
-            if checked.get(name):
-                row["mismatch"] = checked[name]
+            if checked.get((name, n)):
+                row["mismatch"] = checked[name, n]
             res["rows"].append(row)
         if i == 0:
             for name, why in bench.skipped.items():
                 res["rows"].append({"threads": n, "impl": name, "skipped": why})
-    del bench
+    del bench, state
     gc.collect()
     return res
 
@@ -908,6 +941,10 @@ def derive(results, copy_gbps):
 
 
 # ----------------------------------------------------------------- reporting
+
+def opts_repeat(res) -> int:
+    return res.get("repeat", 1)
+
 
 def fmt_ms(s):
     if s is None:
@@ -941,6 +978,8 @@ def table(results) -> str:
                 continue
             if r.get("single_threaded"):
                 notes.append("single-threaded")
+            if len(r["times_s"]) < opts_repeat(res):
+                notes.append(f"{len(r['times_s'])} runs (time cap)")
             if r.get("note"):
                 notes.append(r["note"])
             if res.get("calls_per_sample", 1) > 1:
@@ -1110,7 +1149,8 @@ def parse_args(argv=None):
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default: 1,2)")
     ap.add_argument("--repeat", type=int, default=None,
                     help="timed runs per implementation (default: 7; 5 with --quick; 1 with --smoke)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 2; 1 with --smoke)")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed runs first, at least 1 (default: 2; 1 with --smoke)")
     ap.add_argument("--quick", action="store_true",
                     help="a subset of the cases on smaller inputs (< 1 minute)")
     ap.add_argument("--sizes", choices=("full", "quick", "tiny"), default=None,
@@ -1118,10 +1158,14 @@ def parse_args(argv=None):
     ap.add_argument("--smoke", action="store_true",
                     help="every case on tiny inputs, 1 run each, small copy baseline: checks the "
                          "code paths, not the speed")
+    ap.add_argument("--budget", type=float, default=6.0, metavar="SECONDS",
+                    help="fewer timed runs (at least 3) for an implementation whose runs would "
+                         "take longer than this, per thread count (default: 6)")
     ap.add_argument("--cases", default=None,
                     help="comma-separated substrings; run the cases whose name contains one")
     ap.add_argument("--out-prealloc", action=argparse.BooleanOptionalAction, default=True,
-                    help="time cypool with out= a preallocated array on 'max k2s2' (default: on)")
+                    help="time cypool with out= a preallocated array on 'max k2s2' and the "
+                         "8192x8192 max (default: on)")
     ap.add_argument("--copy-mib", type=int, default=None,
                     help=f"size of the copy-bandwidth baseline in MiB (default: {COPY_MIB}; 16 with --smoke)")
     ap.add_argument("--json", metavar="PATH", default=None,
@@ -1144,8 +1188,8 @@ def parse_args(argv=None):
         args.warmup = 1 if args.smoke else 2
     if args.copy_mib is None:
         args.copy_mib = 16 if args.smoke else COPY_MIB
-    if args.repeat < 1 or args.warmup < 0 or args.copy_mib < 1:
-        ap.error("--repeat and --copy-mib must be >= 1, --warmup >= 0")
+    if args.repeat < 1 or args.warmup < 1 or args.copy_mib < 1 or not args.budget > 0:
+        ap.error("--repeat, --warmup and --copy-mib must be >= 1, --budget > 0")
     return args
 
 
@@ -1198,7 +1242,7 @@ def main(argv=None):
 
     log(f"measuring copy bandwidth ({args.copy_mib} MiB) ...")
     copy_start = copy_bandwidth(args.threads, 5, args.copy_mib)
-    opts = {"out_prealloc": args.out_prealloc,
+    opts = {"out_prealloc": args.out_prealloc, "budget_s": args.budget,
             "latency_number": 5 if args.smoke else 200,
             "latency_repeat": 2 if args.smoke else 31}
     results = []
@@ -1248,7 +1292,10 @@ def main(argv=None):
     if bad:
         print(f"\nWARNING: results differ from cypool's for: {', '.join(bad)}")
     elapsed = time.perf_counter() - t_start
-    print(f"\nTotal runtime: {elapsed:.1f} s")
+    info["max_rss_bytes"] = max_rss()
+    print(f"\nTotal runtime: {elapsed:.1f} s"
+          + (f"; peak memory (max RSS) {info['max_rss_bytes'] / 2**30:.2f} GiB"
+             if info["max_rss_bytes"] else ""))
 
     if not args.no_json:
         path = args.json or os.path.join(
@@ -1257,7 +1304,7 @@ def main(argv=None):
             "machine": info,
             "date": date,
             "args": {k: getattr(args, k) for k in ("threads", "repeat", "warmup", "quick", "sizes",
-                                                   "smoke", "cases", "out_prealloc", "copy_mib")},
+                                                   "smoke", "cases", "out_prealloc", "copy_mib", "budget")},
             "copy_bandwidth": {str(n): {"gbps": copy_gbps[n], "times_s_before": copy_start[n],
                                         "times_s_after": copy_end[n]} for n in args.threads},
             "cases": results,
