@@ -76,6 +76,8 @@ cdef enum:
     PARALLEL_MIN_WORK = 32768
     # Per-thread scratch is padded to whole cache lines (no false sharing).
     LINE = 64
+    # Planes per work item of the contiguous global average.
+    PLANE_BLOCK = 64
 
 
 cdef struct AGeo:
@@ -631,6 +633,60 @@ cdef int _avg_int_planar(const int_t* x, int_t* out, const AGeo* g,
 
 # ------------------------------------------------ channels-last avg forward
 
+cdef inline void _cl_flush(real_t* o, const real_t* a, const real_t* b,
+                           const real_t* c2, const real_t* d, int k, Py_ssize_t m,
+                           bint first, bint last, real_t cnt) noexcept nogil:
+    """Add ``k`` (1 to 4) channel vectors at once into ``o`` (or set it, when
+    ``first``), dividing by ``cnt`` when ``last``: one pass over ``o`` per
+    four taps instead of one per tap."""
+    cdef Py_ssize_t c
+    cdef real_t v
+    if k == 4:
+        for c in range(m):
+            v = (a[c] + b[c]) + (c2[c] + d[c])
+            if not first:
+                v = o[c] + v
+            if last:
+                v = v / cnt
+            o[c] = v
+    elif k == 3:
+        for c in range(m):
+            v = (a[c] + b[c]) + c2[c]
+            if not first:
+                v = o[c] + v
+            if last:
+                v = v / cnt
+            o[c] = v
+    elif k == 2:
+        for c in range(m):
+            v = a[c] + b[c]
+            if not first:
+                v = o[c] + v
+            if last:
+                v = v / cnt
+            o[c] = v
+    else:
+        for c in range(m):
+            v = a[c]
+            if not first:
+                v = o[c] + v
+            if last:
+                v = v / cnt
+            o[c] = v
+
+
+cdef inline void _cl_sum_taps(real_t* o, const real_t* q, Py_ssize_t* k, int64_t* done,
+                              const real_t** taps, Py_ssize_t m, int64_t cnt) noexcept nogil:
+    """Queue tap ``q``; every fourth tap (and the last) flushes the queue."""
+    taps[k[0]] = q
+    k[0] += 1
+    if k[0] == 4 or done[0] + k[0] == cnt:
+        _cl_flush(o, taps[0], taps[1], taps[2], taps[3], <int>k[0], m, done[0] == 0,
+                  done[0] + k[0] == cnt, <real_t>cnt)
+        done[0] += k[0]
+        k[0] = 0
+
+
 cdef inline void _avg_cl_item(const pool_t* x, pool_t* out, const AGeo* g,
                               Py_ssize_t it, uint64_t* iacc, bint nearest) noexcept nogil:
     """All channels of one output position; ``iacc`` (C entries) is the
@@ -640,10 +696,21 @@ cdef inline void _avg_cl_item(const pool_t* x, pool_t* out, const AGeo* g,
     cdef int64_t cnt
     cdef const pool_t* p
     cdef pool_t* o
+    cdef Py_ssize_t k = 0
+    cdef int64_t done = 0
+    cdef const pool_t* taps[4]
     _decode_pos(g, it, &n, &od, &oh, &ow)
     o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
     cnt = ((g.hi[0][od] - g.lo[0][od]) * (g.hi[1][oh] - g.lo[1][oh])
            * (g.hi[2][ow] - g.lo[2][ow]))
+    if pool_t is float or pool_t is double:
+        if e == 1:
+            for d in range(g.lo[0][od], g.hi[0][od]):
+                for h in range(g.lo[1][oh], g.hi[1][oh]):
+                    for w in range(g.lo[2][ow], g.hi[2][ow]):
+                        _cl_sum_taps(o, x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3]
+                                     + w * g.xs[4], &k, &done, taps, C, cnt)
+            return
     for d in range(g.lo[0][od], g.hi[0][od]):
         for h in range(g.lo[1][oh], g.hi[1][oh]):
             for w in range(g.lo[2][ow], g.hi[2][ow]):
@@ -985,9 +1052,30 @@ cdef inline void _gavg_plane(const pool_t* x, pool_t* out, const AGeo* g,
         out[n * g.os[0] + c * g.os[1]] = <pool_t>_int_quot(<int64_t>si, P, nearest)
 
 
+cdef inline void _gavg_block(const real_t* x, real_t* out, const AGeo* g,
+                             Py_ssize_t it) noexcept nogil:
+    """Planes [it*PLANE_BLOCK, ...) of contiguous planes (N merged into C):
+    a running pointer, no per-plane index arithmetic."""
+    cdef Py_ssize_t c, c0 = it * PLANE_BLOCK, c1 = _imin(c0 + PLANE_BLOCK, g.C)
+    cdef Py_ssize_t P = g.isz[0] * g.isz[1] * g.isz[2], xs1 = g.xs[1], os1 = g.os[1]
+    cdef const real_t* p = x + c0 * xs1
+    cdef real_t* o = out + c0 * os1
+    cdef real_t div = <real_t>P
+    for c in range(c1 - c0):
+        o[c * os1] = _gsum_run(p, P, 1) / div
+        p += xs1
+
+
 cdef int _global_planar(const pool_t* x, pool_t* out, int64_t* idx, const AGeo* g,
                         bint is_max, bint nearest) noexcept nogil:
     cdef Py_ssize_t it, nitems = g.N * g.C
+    if pool_t is float or pool_t is double:
+        if not is_max and g.N == 1 and g.kw > 0 and g.xs[4] == 1:
+            nitems = (g.C + PLANE_BLOCK - 1) // PLANE_BLOCK
+            with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+                for it in prange(nitems, schedule='static'):
+                    _gavg_block(x, out, g, it)
+            return 0
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         for it in prange(nitems, schedule='static'):
             if is_max:
@@ -1014,8 +1102,19 @@ cdef inline void _global_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef pool_t v
     cdef bint first = True
     cdef bint unit = e == 1 and s1 == 1 and (idx == NULL or j1 == 1)
+    cdef Py_ssize_t k = 0
+    cdef int64_t done = 0
+    cdef const pool_t* taps[4]
     if idx != NULL:
         oi = idx + n * g.js[0] + c0 * j1
+    if pool_t is float or pool_t is double:
+        if unit and not is_max:
+            for d in range(g.isz[0]):
+                for h in range(g.isz[1]):
+                    for w in range(g.isz[2]):
+                        _cl_sum_taps(o, x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3]
+                                     + w * g.xs[4] + c0, &k, &done, taps, m, P)
+            return
     for d in range(g.isz[0]):
         for h in range(g.isz[1]):
             for w in range(g.isz[2]):
@@ -1050,8 +1149,7 @@ cdef inline void _global_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                                     oi[c * j1] = flat
                 elif pool_t is float or pool_t is double:
                     if unit:
-                        for c in range(m):
-                            o[c] = o[c] + p[c]
+                        pass    # summed four positions at a time below
                     else:
                         for c in range(m):
                             o[c * s1] = o[c * s1] + p[c * e]
@@ -1428,7 +1526,8 @@ cdef _global(cnp.ndarray x, cnp.ndarray out, cnp.ndarray idx, bint is_max,
     else:
         g.kw = 1 if _flat_plane(&g) else 0
         _merge_planes(&g, idx is not None)
-        _threads(&g, g.N * g.C, work)
+        _threads(&g, g.N * g.C if is_max or g.N > 1 else (g.C + PLANE_BLOCK - 1) // PLANE_BLOCK,
+                 work)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _global_cl(<const float*>xp, <float*>op, ip, &g, is_max, nearest) if cl else _global_planar(<const float*>xp, <float*>op, ip, &g, is_max, nearest)
