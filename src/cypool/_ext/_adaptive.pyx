@@ -295,21 +295,22 @@ cdef inline void _max_row_fixed(const pool_t* r, Py_ssize_t rs, const AGeo* g,
                     m = v if _takes(v, m) else m
             o[ow] = m
     elif kh == 2 and kw == 2:
+        # index selects by masks (no branches on random data)
         for ow in range(Ow):
             m = r[2 * ow]
             mi = 0
             v = r[2 * ow + 1]
             t = _takes(v, m)
             m = v if t else m
-            mi = 1 if t else mi
+            mi = mi ^ ((mi ^ 1) & -(<int64_t>t))
             v = r[rs + 2 * ow]
             t = _takes(v, m)
             m = v if t else m
-            mi = W if t else mi
+            mi = mi ^ ((mi ^ W) & -(<int64_t>t))
             v = r[rs + 2 * ow + 1]
             t = _takes(v, m)
             m = v if t else m
-            mi = W + 1 if t else mi
+            mi = mi ^ ((mi ^ (W + 1)) & -(<int64_t>t))
             o[ow] = m
             oi[ow] = base + 2 * ow + mi
     else:
