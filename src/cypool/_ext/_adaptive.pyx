@@ -125,6 +125,13 @@ cdef inline bint _takes(pool_t v, pool_t m) noexcept nogil:
         return v > m
 
 
+cdef inline bint _isnan(pool_t v) noexcept nogil:
+    if pool_t is float or pool_t is double:
+        return v != v
+    else:
+        return False
+
+
 cdef void _fill_bins(Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t* lo,
                      Py_ssize_t* hi) noexcept nogil:
     """Adaptive bins: ``lo[i] = floor(i*In/Out)``, ``hi[i] = ceil((i+1)*In/Out)``.
@@ -931,8 +938,8 @@ cdef inline pool_t _lane_max(const pool_t* p, Py_ssize_t n, bint* alarm) noexcep
         r = m[0]
         for j in range(1, 8):
             r = m[j] if m[j] > r else r
-        for j in range(8):      # (always False for integers)
-            alarm[0] = alarm[0] | (sm[j] != sm[j])
+        for j in range(8):
+            alarm[0] = alarm[0] | _isnan(sm[j])
     for i in range(k, n):
         v = p[i]
         if pool_t is float or pool_t is double:
