@@ -694,16 +694,20 @@ def _spp(nd, op, input, levels, mode, return_indices, channels_last):
     offset = 0
     for lv in levels:
         width = c * lv ** nd
-        # the level's (N, C, l, ..., l) result, flattened into its columns
-        res4 = np.empty((n, c) + (lv,) * nd, dtype=x.dtype)
-        idx4 = np.empty(res4.shape, dtype=np.int64) if return_indices else None
+        # the level's (N, C, l, ..., l) result, flattened into its columns;
+        # pooled in the input's layout (the channels-last kernels read
+        # channels-last input along its contiguous channel axis)
+        shape = (n,) + (lv,) * nd + (c,) if channels_last else (n, c) + (lv,) * nd
+        res4 = to_nc_first(np.empty(shape, dtype=x.dtype), channels_last)
+        idx4 = (to_nc_first(np.empty(shape, dtype=np.int64), channels_last)
+                if return_indices else None)
         if mode == "max":
             _max_forward(x, res4, idx4)
         else:
             _avg_forward(x, res4, "truncate")
         vec[:, offset:offset + width] = res4.reshape(n, width)
         if return_indices:
-            idx = np.ascontiguousarray(np.moveaxis(idx4, 1, -1)) if channels_last else idx4
+            idx = np.moveaxis(idx4, 1, -1) if channels_last else idx4
             all_idx.append(idx if batched else idx[0])
         offset += width
     if not batched:
