@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark cypool's pooling operators against PyTorch CPU, NumPy, scikit-image and tinybrain.
 
-    python benchmarks/bench_pool.py                  # full suite, markdown table (about 10 minutes)
+    python benchmarks/bench_pool.py                  # full suite, markdown table (about 8 minutes)
     python benchmarks/bench_pool.py --quick          # a subset on smaller inputs, < 1 minute
     python benchmarks/bench_pool.py --cases "max k2s2" --threads 1 --repeat 11
     python benchmarks/bench_pool.py --smoke          # every case on tiny inputs (code-path check)
@@ -1131,7 +1131,7 @@ def plot(results, threads, path):
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("PyTorch default time / time\n(> 1: faster than PyTorch)")
         ax.set_title(f"{n} thread{'s' if n > 1 else ''} (single-threaded peers: timed once)")
-        ax.legend(fontsize=7, ncol=3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
