@@ -516,3 +516,29 @@ def test_errors(name):
         j[0, 0, 0, 0] = -1   # the dilation-hole index is skipped, as in max_pool
         gi = cypool.adaptive_max_pool2d_backward(g + 1, j, (2, 3, 4, 4))
         assert gi[0, 0, 0, 0] == 3 and gi[0, 1, 0, 0] == 4
+
+
+@requires_compiled
+@settings(max_examples=60)
+@given(st.integers(1, 3), st.sampled_from(FLOATS), st.sampled_from([1, 2, 5, 40]),
+       st.integers(0, 2**32 - 1))
+def test_compiled_average_same_bits_in_every_layout(nd, dtype, c, seed):
+    # the compiled kernels sum every bin in one order (rows left to right,
+    # rows in scan order; global: eight lanes over the plane, then the tail)
+    # whatever the memory layout: channels-last equals transposing, bit for bit
+    rng = np.random.default_rng(seed)
+    size = tuple(int(v) for v in rng.integers(1, {1: 40, 2: 10, 3: 6}[nd], nd))
+    osz = tuple(int(v) for v in rng.integers(1, 8, nd))
+    x = rng.standard_normal((2, c) + size).astype(dtype)
+    with cypool.backend("compiled"):
+        base = aavg(nd)(x, osz)
+        gbase = cypool.global_avg_pool(x)
+        for layout in LAYOUTS:
+            xv = with_layout(x, layout)
+            cl = np.moveaxis(xv, 1, -1)
+            for got in (aavg(nd)(xv, osz),
+                        np.moveaxis(aavg(nd)(cl, osz, channels_last=True), -1, 1)):
+                same_bits(np.ascontiguousarray(got), base)
+            for got in (cypool.global_avg_pool(xv),
+                        cypool.global_avg_pool(cl, channels_last=True)):
+                same_bits(got, gbase)

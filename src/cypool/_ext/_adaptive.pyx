@@ -529,18 +529,20 @@ cdef inline void _avg_row_fixed(const real_t* r, Py_ssize_t rs, const AGeo* g,
     """One output row of fixed kh x kw windows over contiguous input rows
     ``r``, ``r + rs``, ... into contiguous ``o``: one loop, no scratch."""
     cdef Py_ssize_t ow, i, j, kh = g.kh, kw = g.kw, Ow = g.osz[2]
-    cdef real_t cnt = <real_t>(kh * kw), sm
+    cdef real_t cnt = <real_t>(kh * kw), sm = 0, rsum
     if kh == 2 and kw == 2:
         # (multiplying by 1/4 is exact: the same result as dividing by 4)
         for ow in range(Ow):
             o[ow] = ((r[2 * ow] + r[2 * ow + 1])
                      + (r[rs + 2 * ow] + r[rs + 2 * ow + 1])) * <real_t>0.25
     else:
+        # row by row, each row left to right (the order of every path)
         for ow in range(Ow):
-            sm = 0
             for i in range(kh):
-                for j in range(kw):
-                    sm = sm + r[i * rs + ow * kw + j]
+                rsum = r[i * rs + ow * kw]
+                for j in range(1, kw):
+                    rsum = rsum + r[i * rs + ow * kw + j]
+                sm = rsum if i == 0 else sm + rsum
             o[ow] = sm / cnt
 
 
@@ -642,58 +644,136 @@ cdef int _avg_int_planar(const int_t* x, int_t* out, const AGeo* g,
 
 # ------------------------------------------------ channels-last avg forward
 
-cdef inline void _cl_flush(real_t* o, const real_t* a, const real_t* b,
-                           const real_t* c2, const real_t* d, int k, Py_ssize_t m,
-                           bint first, bint last, real_t cnt) noexcept nogil:
-    """Add ``k`` (1 to 4) channel vectors at once into ``o`` (or set it, when
-    ``first``), dividing by ``cnt`` when ``last``: one pass over ``o`` per
-    four taps instead of one per tap."""
+cdef inline void _cl_taps(real_t* o, real_t* r, const real_t* a, const real_t* b,
+                          const real_t* c2, const real_t* d, int k, Py_ssize_t m,
+                          bint rfirst, bint rlast, bint bfirst, bint blast,
+                          real_t cnt) noexcept nogil:
+    """Add ``k`` (1 to 4) consecutive taps of a bin row to all channels at
+    once, in the order of the planar kernels: a row is summed left to right
+    (``r`` holds the partial sum of a row longer than four taps), rows are
+    added to ``o`` in scan order, and the last tap divides by ``cnt``."""
     cdef Py_ssize_t c
     cdef real_t v
-    if k == 4:
-        for c in range(m):
-            v = (a[c] + b[c]) + (c2[c] + d[c])
-            if not first:
+    if rfirst and rlast:
+        # a whole row of up to four taps (the common case): one loop per
+        # combination, so that each one vectorises
+        if k == 1:
+            if bfirst and blast:
+                for c in range(m):
+                    o[c] = (a[c]) / cnt
+            elif bfirst:
+                for c in range(m):
+                    o[c] = a[c]
+            elif blast:
+                for c in range(m):
+                    o[c] = (o[c] + (a[c])) / cnt
+            else:
+                for c in range(m):
+                    o[c] = o[c] + (a[c])
+        elif k == 2:
+            if bfirst and blast:
+                for c in range(m):
+                    o[c] = (a[c] + b[c]) / cnt
+            elif bfirst:
+                for c in range(m):
+                    o[c] = a[c] + b[c]
+            elif blast:
+                for c in range(m):
+                    o[c] = (o[c] + (a[c] + b[c])) / cnt
+            else:
+                for c in range(m):
+                    o[c] = o[c] + (a[c] + b[c])
+        elif k == 3:
+            if bfirst and blast:
+                for c in range(m):
+                    o[c] = ((a[c] + b[c]) + c2[c]) / cnt
+            elif bfirst:
+                for c in range(m):
+                    o[c] = (a[c] + b[c]) + c2[c]
+            elif blast:
+                for c in range(m):
+                    o[c] = (o[c] + ((a[c] + b[c]) + c2[c])) / cnt
+            else:
+                for c in range(m):
+                    o[c] = o[c] + ((a[c] + b[c]) + c2[c])
+        elif k == 4:
+            if bfirst and blast:
+                for c in range(m):
+                    o[c] = (((a[c] + b[c]) + c2[c]) + d[c]) / cnt
+            elif bfirst:
+                for c in range(m):
+                    o[c] = ((a[c] + b[c]) + c2[c]) + d[c]
+            elif blast:
+                for c in range(m):
+                    o[c] = (o[c] + (((a[c] + b[c]) + c2[c]) + d[c])) / cnt
+            else:
+                for c in range(m):
+                    o[c] = o[c] + (((a[c] + b[c]) + c2[c]) + d[c])
+        return
+    for c in range(m):
+        v = a[c] if rfirst else r[c] + a[c]
+        if k > 1:
+            v = v + b[c]
+        if k > 2:
+            v = v + c2[c]
+        if k > 3:
+            v = v + d[c]
+        if rlast:
+            if not bfirst:
                 v = o[c] + v
-            if last:
+            if blast:
                 v = v / cnt
             o[c] = v
-    elif k == 3:
-        for c in range(m):
-            v = (a[c] + b[c]) + c2[c]
-            if not first:
-                v = o[c] + v
-            if last:
-                v = v / cnt
-            o[c] = v
-    elif k == 2:
-        for c in range(m):
-            v = a[c] + b[c]
-            if not first:
-                v = o[c] + v
-            if last:
-                v = v / cnt
-            o[c] = v
-    else:
-        for c in range(m):
-            v = a[c]
-            if not first:
-                v = o[c] + v
-            if last:
-                v = v / cnt
-            o[c] = v
+        else:
+            r[c] = v
 
 
-cdef inline void _cl_sum_taps(real_t* o, const real_t* q, Py_ssize_t* k, int64_t* done,
-                              const real_t** taps, Py_ssize_t m, int64_t cnt) noexcept nogil:
-    """Queue tap ``q``; every fourth tap (and the last) flushes the queue."""
-    taps[k[0]] = q
-    k[0] += 1
-    if k[0] == 4 or done[0] + k[0] == cnt:
-        _cl_flush(o, taps[0], taps[1], taps[2], taps[3], <int>k[0], m, done[0] == 0,
-                  done[0] + k[0] == cnt, <real_t>cnt)
-        done[0] += k[0]
-        k[0] = 0
+cdef inline void _cl_avg_bin(const real_t* x, real_t* o, real_t* r, const AGeo* g,
+                             Py_ssize_t n, Py_ssize_t od, Py_ssize_t oh,
+                             Py_ssize_t ow) noexcept nogil:
+    """The mean of one bin for all channels (unit channel stride)."""
+    cdef Py_ssize_t d, h, w, w0 = g.lo[2][ow], w1 = g.hi[2][ow], k
+    cdef const real_t* q
+    cdef const real_t* t[4]
+    cdef real_t cnt = <real_t>((g.hi[0][od] - g.lo[0][od]) * (g.hi[1][oh] - g.lo[1][oh])
+                               * (w1 - w0))
+    cdef bint bfirst = True, rfirst
+    cdef Py_ssize_t h0 = g.lo[1][oh], h1 = g.hi[1][oh], c, m = g.C
+    cdef const real_t* q1
+    cdef real_t v
+    if w1 - w0 == 2 and h1 - h0 >= 2 and g.hi[0][od] - g.lo[0][od] == 1:
+        # two-wide bins: the first two rows in one pass, ((a+b) + (c+d))
+        q = x + n * g.xs[0] + g.lo[0][od] * g.xs[2] + h0 * g.xs[3] + w0 * g.xs[4]
+        q1 = q + g.xs[3]
+        t[0] = q + g.xs[4]
+        t[1] = q1 + g.xs[4]
+        if h1 - h0 == 2:
+            for c in range(m):
+                o[c] = ((q[c] + t[0][c]) + (q1[c] + t[1][c])) / cnt
+            return
+        for c in range(m):
+            o[c] = (q[c] + t[0][c]) + (q1[c] + t[1][c])
+        for h in range(h0 + 2, h1):
+            q = x + n * g.xs[0] + g.lo[0][od] * g.xs[2] + h * g.xs[3] + w0 * g.xs[4]
+            _cl_taps(o, r, q, q + g.xs[4], q, q, 2, m, True, True, False, h == h1 - 1, cnt)
+        return
+    for d in range(g.lo[0][od], g.hi[0][od]):
+        for h in range(g.lo[1][oh], g.hi[1][oh]):
+            q = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3]
+            rfirst = True
+            w = w0
+            while w < w1:
+                k = _imin(4, w1 - w)
+                t[0] = q + w * g.xs[4]
+                t[1] = q + _imin(w + 1, w1 - 1) * g.xs[4]
+                t[2] = q + _imin(w + 2, w1 - 1) * g.xs[4]
+                t[3] = q + _imin(w + 3, w1 - 1) * g.xs[4]
+                w += k
+                _cl_taps(o, r, t[0], t[1], t[2], t[3], <int>k, g.C, rfirst, w == w1,
+                         bfirst, w == w1 and d == g.hi[0][od] - 1 and h == g.hi[1][oh] - 1,
+                         cnt)
+                rfirst = False
+            bfirst = False
 
 
 cdef inline void _avg_cl_item(const pool_t* x, pool_t* out, const AGeo* g,
@@ -705,47 +785,44 @@ cdef inline void _avg_cl_item(const pool_t* x, pool_t* out, const AGeo* g,
     cdef int64_t cnt
     cdef const pool_t* p
     cdef pool_t* o
-    cdef Py_ssize_t k = 0
-    cdef int64_t done = 0
-    cdef const pool_t* taps[4]
     _decode_pos(g, it, &n, &od, &oh, &ow)
     o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
     cnt = ((g.hi[0][od] - g.lo[0][od]) * (g.hi[1][oh] - g.lo[1][oh])
            * (g.hi[2][ow] - g.lo[2][ow]))
+    cdef Py_ssize_t rs
+    cdef pool_t* racc
     if pool_t is float or pool_t is double:
         if e == 1:
-            for d in range(g.lo[0][od], g.hi[0][od]):
-                for h in range(g.lo[1][oh], g.hi[1][oh]):
-                    for w in range(g.lo[2][ow], g.hi[2][ow]):
-                        _cl_sum_taps(o, x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3]
-                                     + w * g.xs[4], &k, &done, taps, C, cnt)
+            _cl_avg_bin(x, o, <pool_t*>iacc, g, n, od, oh, ow)
             return
-    for d in range(g.lo[0][od], g.hi[0][od]):
-        for h in range(g.lo[1][oh], g.hi[1][oh]):
-            for w in range(g.lo[2][ow], g.hi[2][ow]):
-                p = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3] + w * g.xs[4]
-                if pool_t is float or pool_t is double:
-                    if first:
-                        for c in range(C):
-                            o[c] = p[c * e]
-                    elif e == 1:
-                        for c in range(C):
-                            o[c] = o[c] + p[c]
-                    else:
-                        for c in range(C):
-                            o[c] = o[c] + p[c * e]
-                else:
+        # strided channels: the same order, one row accumulator per tap
+        racc = <pool_t*>iacc
+        for d in range(g.lo[0][od], g.hi[0][od]):
+            for h in range(g.lo[1][oh], g.hi[1][oh]):
+                rs = g.lo[2][ow]
+                p = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3]
+                for c in range(C):
+                    racc[c] = p[rs * g.xs[4] + c * e]
+                for w in range(rs + 1, g.hi[2][ow]):
+                    for c in range(C):
+                        racc[c] = racc[c] + p[w * g.xs[4] + c * e]
+                for c in range(C):
+                    o[c] = racc[c] if first else o[c] + racc[c]
+                first = False
+        for c in range(C):
+            o[c] = o[c] / <pool_t>cnt
+    else:
+        for d in range(g.lo[0][od], g.hi[0][od]):
+            for h in range(g.lo[1][oh], g.hi[1][oh]):
+                for w in range(g.lo[2][ow], g.hi[2][ow]):
+                    p = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3] + w * g.xs[4]
                     if first:
                         for c in range(C):
                             iacc[c] = <uint64_t><int64_t>p[c * e]
                     else:
                         for c in range(C):
                             iacc[c] = iacc[c] + <uint64_t><int64_t>p[c * e]
-                first = False
-    if pool_t is float or pool_t is double:
-        for c in range(C):
-            o[c] = o[c] / <pool_t>cnt
-    else:
+                    first = False
         for c in range(C):
             o[c] = <pool_t>_int_quot(<int64_t>iacc[c], cnt, nearest)
 
@@ -1018,6 +1095,32 @@ cdef inline real_t _gsum_run(const real_t* p, Py_ssize_t len_,
     return s
 
 
+cdef inline real_t _gsum_strided(const real_t* p, const AGeo* g) noexcept nogil:
+    """``_gsum_run``'s exact order (eight lanes over the plane's flat scan
+    position, then a left-to-right tail) for planes at any strides, so that
+    every memory layout gives the same bits."""
+    cdef Py_ssize_t P = g.isz[0] * g.isz[1] * g.isz[2], d, h, w, k = 0
+    cdef Py_ssize_t full = (P // 8) * 8
+    cdef real_t a[8]
+    cdef real_t s = 0, v
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                v = p[d * g.xs[2] + h * g.xs[3] + w * g.xs[4]]
+                if k < 8 and k < full:
+                    a[k] = v
+                elif k < full:
+                    a[k & 7] = a[k & 7] + v
+                else:
+                    if k == full and full > 0:
+                        s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+                    s = s + v
+                k += 1
+    if full == P and full > 0:
+        s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+    return s
+
+
 cdef inline uint64_t _gsum_int_run(const int_t* p, Py_ssize_t len_,
                                    Py_ssize_t e) noexcept nogil:
     cdef Py_ssize_t i
@@ -1043,12 +1146,10 @@ cdef inline void _gavg_plane(const pool_t* x, pool_t* out, const AGeo* g,
         c = it % g.C
     p = x + n * g.xs[0] + c * g.xs[1]
     if pool_t is float or pool_t is double:
-        if g.kw > 0:
-            s = _gsum_run(p, P, g.xs[4])
+        if g.kw > 0 and g.xs[4] == 1:
+            s = _gsum_run(p, P, 1)
         else:
-            for d in range(g.isz[0]):
-                for h in range(g.isz[1]):
-                    s = s + _gsum_run(p + d * g.xs[2] + h * g.xs[3], g.isz[2], g.xs[4])
+            s = _gsum_strided(p, g)
         out[n * g.os[0] + c * g.os[1]] = s / <pool_t>P
     else:
         if g.kw > 0:
@@ -1094,6 +1195,49 @@ cdef int _global_planar(const pool_t* x, pool_t* out, int64_t* idx, const AGeo* 
     return 0
 
 
+cdef inline void _gcl_sum(const real_t* x, real_t* o, real_t* A, const AGeo* g,
+                          Py_ssize_t n, Py_ssize_t c0, Py_ssize_t m, Py_ssize_t e,
+                          Py_ssize_t s1) noexcept nogil:
+    """Means of channels [c0, c0+m) of sample n in the planar kernel's exact
+    order: eight lanes ``A`` (8 x m) over the flat scan position, combined
+    as a tree, then the tail left to right."""
+    cdef Py_ssize_t P = g.isz[0] * g.isz[1] * g.isz[2], d, h, w, k = 0, c, j
+    cdef Py_ssize_t full = (P // 8) * 8
+    cdef const real_t* q
+    cdef real_t* a
+    for d in range(g.isz[0]):
+        for h in range(g.isz[1]):
+            for w in range(g.isz[2]):
+                q = x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3] + w * g.xs[4] + c0 * e
+                if k < full:
+                    a = A + (k & 7) * m
+                    if k < 8:
+                        for c in range(m):
+                            a[c] = q[c * e]
+                    else:
+                        for c in range(m):
+                            a[c] = a[c] + q[c * e]
+                else:
+                    if k == full:
+                        if full > 0:
+                            for c in range(m):
+                                o[c * s1] = (((A[c] + A[4 * m + c]) + (A[2 * m + c] + A[6 * m + c]))
+                                             + ((A[m + c] + A[5 * m + c])
+                                                + (A[3 * m + c] + A[7 * m + c])))
+                        else:
+                            for c in range(m):
+                                o[c * s1] = 0
+                    for c in range(m):
+                        o[c * s1] = o[c * s1] + q[c * e]
+                k += 1
+    if full == P:
+        for c in range(m):
+            o[c * s1] = (((A[c] + A[4 * m + c]) + (A[2 * m + c] + A[6 * m + c]))
+                         + ((A[m + c] + A[5 * m + c]) + (A[3 * m + c] + A[7 * m + c])))
+    for c in range(m):
+        o[c * s1] = o[c * s1] / <real_t>P
+
+
 cdef inline void _global_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                                  const AGeo* g, Py_ssize_t it, uint64_t* iacc,
                                  bint is_max, bint nearest) noexcept nogil:
@@ -1111,18 +1255,14 @@ cdef inline void _global_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
     cdef pool_t v
     cdef bint first = True
     cdef bint unit = e == 1 and s1 == 1 and (idx == NULL or j1 == 1)
-    cdef Py_ssize_t k = 0
-    cdef int64_t done = 0
-    cdef const pool_t* taps[4]
     if idx != NULL:
         oi = idx + n * g.js[0] + c0 * j1
     if pool_t is float or pool_t is double:
-        if unit and not is_max:
-            for d in range(g.isz[0]):
-                for h in range(g.isz[1]):
-                    for w in range(g.isz[2]):
-                        _cl_sum_taps(o, x + n * g.xs[0] + d * g.xs[2] + h * g.xs[3]
-                                     + w * g.xs[4] + c0, &k, &done, taps, m, P)
+        if not is_max:
+            if unit:
+                _gcl_sum(x, o, <pool_t*>iacc, g, n, c0, m, 1, 1)
+            else:
+                _gcl_sum(x, o, <pool_t*>iacc, g, n, c0, m, e, s1)
             return
     for d in range(g.isz[0]):
         for h in range(g.isz[1]):
@@ -1182,7 +1322,7 @@ cdef inline void _global_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
 cdef int _global_cl(const pool_t* x, pool_t* out, int64_t* idx, const AGeo* g,
                     bint is_max, bint nearest) noexcept nogil:
     cdef Py_ssize_t it, nitems = g.N * ((g.C + g.cb - 1) // g.cb)
-    cdef Py_ssize_t per = _lines(g.cb * sizeof(uint64_t))
+    cdef Py_ssize_t per = _lines(8 * g.cb * sizeof(uint64_t))
     cdef char* buf = <char*>malloc(per * g.nthreads + LINE)
     cdef char* mine = NULL
     if buf == NULL:
@@ -1532,6 +1672,9 @@ cdef _global(cnp.ndarray x, cnp.ndarray out, cnp.ndarray idx, bint is_max,
     cdef bint cl = g.C > 1 and g.xs[1] == 1 and g.xs[4] != 1
     if cl:
         _channel_blocks(&g, work)
+        if g.cb > 256:      # eight lane vectors of cb values stay in L1
+            g.cb = 256
+            _threads(&g, g.N * ((g.C + g.cb - 1) // g.cb), work)
     else:
         g.kw = 1 if _flat_plane(&g) else 0
         _merge_planes(&g, idx is not None)
