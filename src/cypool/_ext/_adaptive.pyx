@@ -10,24 +10,41 @@ tabulated once per call: bin ``i`` of a dimension covers
 quotient and remainder of ``i*In`` by ``Out`` so that no product can
 overflow 64 bits, whatever the sizes.
 
-Planar layouts: the unit of work is one output row ``(n, c, od, oh)``.  Each
-input row of the row's (d, h) bins is reduced along W into a per-thread row
-of ``Ow`` partial results, which is then merged into the output row.
-Reducing W first and the rows in scan order keeps the result of a direct
-row-major scan: for max, the first maximum of the first row holding it, or
-the last NaN of the last row holding one (PyTorch's rule).  When W is a
-multiple of Ow every bin has the same width, and the W pass runs with a
-fixed window (its own loops for widths 1 and 2 and contiguous rows).
+Planar layouts: a work item is one ``(n, c, od)`` group of output rows (or
+a band of its rows when there are few groups; N is merged into C where the
+planes are evenly spaced, so that items need no division).  Each input row
+of an output row's (d, h) bins is reduced along W into a per-thread row of
+``Ow`` partial results, which is then merged into the output row.  Reducing
+W first and the rows in scan order keeps the result of a direct row-major
+scan: for max, the first maximum of the first row holding it, or the last
+NaN of the last row holding one (PyTorch's rule).  When W is a multiple of
+Ow and H of Oh (fixed windows over contiguous rows, the common
+classifier case) one fused loop per output row reads all taps of each
+window, with branch-free selects.
 
-Channels-last layouts (output channel axis contiguous): the unit of work is
-one output position, and every tap of its bin updates all channels at once
-along the contiguous channel axis.
+Channels-last layouts (output channel axis contiguous): a work item is one
+output position, and the taps of its bin update all channels at once along
+the contiguous channel axis.
 
-Global pooling (one bin per plane) has its own kernels: a planar plane is
-reduced as one long run when its elements lie at a uniform stride, with
-eight independent accumulators (a float sum that vectorises, and a max whose
-eight partial winners are merged back into the scan-order winner);
-channels-last input accumulates whole channel vectors, position by position.
+Float averages are summed in one order whatever the layout and path: each
+bin row left to right, the rows added in scan order (global pooling: eight
+lanes over the flat in-plane position, combined as a tree, then the tail
+left to right).  Channels-last results are therefore bit for bit the
+transposed planar results.  Integer averages sum in uint64 (the int64 sum
+modulo 2**64, no signed overflow) and divide exactly.
+
+Global pooling (one bin per plane) has its own kernels: planar planes are
+reduced as one run when their elements lie at a uniform stride (blocks of
+contiguous planes with a running pointer for the average; for the maximum,
+eight vectorised lanes of plain max find the value, a NaN alarm falls back
+to the exact scan, and the element holding the value is found only where
+it matters: indices, signed zeros); channels-last input accumulates channel
+vectors position by position, in channel blocks when N is small.
+
+Thread teams: at most one per call (``prange`` with ``use_threads_if``),
+never for less than PARALLEL_MIN_WORK element operations; the average
+backward gives every item a whole input-gradient plane (or channel block),
+so no two threads write the same element.
 
 Validation happens in Python; the ``def`` functions here check only what
 memory safety depends on (ranks, shapes, dtypes, writeability).
