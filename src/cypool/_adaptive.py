@@ -23,6 +23,9 @@ gives an empty output.
 
 Every function takes the keywords ``channels_last`` and ``out`` as described
 in :mod:`cypool._pooling`; backward functions are named ``<op>_backward``.
+Max results and indices are identical in both backends; float averages
+agree within rounding (the compiled backend sums every bin in one order, so
+its channels-last results are bit for bit its transposed planar results).
 """
 
 from __future__ import annotations
