@@ -7,8 +7,14 @@ Environment switches (all optional):
     compiler's flags and builds serially, with a warning, when that fails;
     ``0`` builds serially; ``1`` makes a missing OpenMP an error (wheel and CI
     builds set it so that a serial build cannot ship by mistake).
-``CYPOOL_PURE_PYTHON=1``
-    Build no extension at all: the install runs the reference backend.
+``CYPOOL_PURE_PYTHON=auto|0|1``
+    ``1``: build no extension at all, the install runs the reference backend
+    (no compiler needed).  ``auto`` (default): build the extension, but when
+    the C compiler is missing or fails on it, print a banner saying so and
+    install without it (the reference backend runs; ``import cypool`` warns).
+    ``0``: a compiler failure is an error (wheel and CI builds set it, so that
+    an install without kernels cannot pass unnoticed).  An in-place
+    development build (``build_ext --inplace``) never falls back.
 ``CYPOOL_CYTHON_DEBUG=1``
     Turn Cython's bounds, wraparound and initialisation checks back on.
 ``CYPOOL_EXTENSIONS=_pool,_adaptive,...``
@@ -30,13 +36,21 @@ import textwrap
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 
 def _env_flag(name, default="0"):
     return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
 
 
-PURE_PYTHON = _env_flag("CYPOOL_PURE_PYTHON")
+PURE_PYTHON_MODE = os.environ.get("CYPOOL_PURE_PYTHON", "auto").strip().lower() or "auto"
+if PURE_PYTHON_MODE in ("1", "true", "yes", "on"):
+    PURE_PYTHON_MODE = "1"
+elif PURE_PYTHON_MODE in ("0", "false", "no", "off"):
+    PURE_PYTHON_MODE = "0"
+elif PURE_PYTHON_MODE != "auto":
+    sys.exit(f"CYPOOL_PURE_PYTHON must be auto, 0 or 1, got {PURE_PYTHON_MODE!r}")
+PURE_PYTHON = PURE_PYTHON_MODE == "1"
 SIMD_VARIANTS = os.environ.get("CYPOOL_SIMD_VARIANTS", "auto").strip().lower() != "0"
 
 # Instruction-set variants of the kernel module: (module suffix, gcc/clang
@@ -92,12 +106,12 @@ def _openmp_flags(compiler):
     return [(["-fopenmp"], ["-fopenmp"])]
 
 
-def _try_openmp(compiler, cflags, lflags):
+def _try_openmp(compiler, cflags, lflags, program=OMP_TEST):
     """Compile and link (not run) a tiny OpenMP program with these flags."""
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "omp_test.c")
         with open(src, "w") as f:
-            f.write(OMP_TEST)
+            f.write(program)
         try:
             objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
             compiler.link_executable(objs, os.path.join(tmp, "omp_test"),
@@ -107,8 +121,62 @@ def _try_openmp(compiler, cflags, lflags):
     return True
 
 
+def _banner(*lines):
+    bar = "*" * 78
+    print("\n".join([bar, *lines, bar]), file=sys.stderr, flush=True)
+
+
+# What a failing or missing compiler raises (distutils' CompileError and
+# LinkError derive from CCompilerError; a missing MSVC is a PlatformError).
+COMPILER_ERRORS = (CCompilerError, ExecError, PlatformError, OSError)
+
+
 class BuildExt(build_ext):
+    def run(self):
+        # setuptools clears ``inplace`` while it builds (and copies the
+        # modules into the source tree afterwards): remember what was asked
+        self._asked_inplace = bool(self.inplace)
+        super().run()
+
     def build_extensions(self):
+        if not self.extensions:
+            return
+        may_fall_back = (PURE_PYTHON_MODE == "auto"
+                         and not getattr(self, "_asked_inplace", self.inplace))
+        if not _try_openmp(self.compiler, [], [], "int main(void) { return 0; }\n"):
+            msg = (f"cypool: the C compiler ({self.compiler.compiler_type}) cannot "
+                   "build a trivial C program")
+            if not may_fall_back:
+                raise RuntimeError(
+                    msg + "; cannot build the compiled backend (install a C compiler, "
+                    "or set CYPOOL_PURE_PYTHON=1 for the pure-Python install)")
+            self._fall_back(msg)
+            return
+        self._configure()
+        _cythonize(self.extensions)
+        try:
+            super().build_extensions()
+        except COMPILER_ERRORS as exc:
+            if not may_fall_back:
+                raise
+            self._fall_back(f"cypool: compiling the extension failed ({exc})")
+
+    def _fall_back(self, reason):
+        """Install without the extension: remove any module already built."""
+        for ext in self.extensions:
+            path = self.get_ext_fullpath(ext.name)
+            if os.path.exists(path):
+                os.remove(path)
+        self.extensions = []
+        _banner(reason + ".",
+                "cypool: installing WITHOUT the compiled extension: the pure-NumPy",
+                "cypool: reference backend will run (correct, but much slower).",
+                "cypool: to get the fast kernels, install a C compiler (gcc, clang,",
+                "cypool: MSVC) and reinstall with: pip install --no-cache-dir "
+                "--force-reinstall cypool",
+                "cypool: CYPOOL_PURE_PYTHON=0 makes this an error, =1 silences it.")
+
+    def _configure(self):
         ctype = self.compiler.compiler_type
         if ctype == "msvc":
             base = ["/O2"]
@@ -144,7 +212,6 @@ class BuildExt(build_ext):
             ext.extra_link_args = omp_l + list(ext.extra_link_args or [])
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
-        super().build_extensions()
 
     def _x86_64_target(self):
         plat = (self.plat_name or "").lower()
@@ -160,10 +227,9 @@ class BuildExt(build_ext):
             "win-amd64", "linux-x86_64")
 
 
-def _extensions():
-    if PURE_PYTHON:
-        return []
-    import numpy as np
+def _cythonize(exts):
+    """Translate the .pyx sources to C, in place (at build time: an sdist
+    ships the .pyx sources, not generated C)."""
     from Cython.Build import cythonize
 
     debug = _env_flag("CYPOOL_CYTHON_DEBUG")
@@ -177,6 +243,18 @@ def _extensions():
         "cpow": True,
         "freethreading_compatible": True,
     }
+    translated = cythonize(list(exts), compiler_directives=directives,
+                           nthreads=os.cpu_count() or 1, quiet=True)
+    sources = {e.name: e.sources for e in translated}
+    for e in exts:
+        e.sources = sources[e.name]
+
+
+def _extensions():
+    if PURE_PYTHON:
+        return []
+    import numpy as np
+
     def ext(name, base, optional=False):
         return Extension(
             f"cypool._ext.{name}",
@@ -201,8 +279,6 @@ def _extensions():
             for simd in VARIANTS:
                 # optional: a compiler without these flags skips the variant
                 exts.append(ext(f"{base}_{simd}", base, optional=True))
-    exts = cythonize(exts, compiler_directives=directives,
-                     nthreads=os.cpu_count() or 1, quiet=True)
     for e in exts:
         suffix = e.name.rsplit("_", 1)[-1]
         e.cypool_simd = suffix if suffix in VARIANTS else None
