@@ -255,7 +255,8 @@ def _adaptive_max_backward(nd, op, grad_output, indices, input_shape, channels_l
 
 def adaptive_max_pool1d(input: np.ndarray, output_size: OutputSize,
                         return_indices: bool = False, *, channels_last: bool = False,
-                        out=None):
+                        out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """1-d adaptive max pooling of ``(N, C, L)`` or ``(C, L)`` input.
 
     Parameters
@@ -287,7 +288,8 @@ def adaptive_max_pool1d(input: np.ndarray, output_size: OutputSize,
 
 def adaptive_max_pool2d(input: np.ndarray, output_size: OutputSize,
                         return_indices: bool = False, *, channels_last: bool = False,
-                        out=None):
+                        out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """2-d adaptive max pooling of ``(N, C, H, W)`` or ``(C, H, W)`` input.
 
     As ``torch.nn.functional.adaptive_max_pool2d`` (also on integer dtypes);
@@ -308,7 +310,8 @@ def adaptive_max_pool2d(input: np.ndarray, output_size: OutputSize,
 
 def adaptive_max_pool3d(input: np.ndarray, output_size: OutputSize,
                         return_indices: bool = False, *, channels_last: bool = False,
-                        out=None):
+                        out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """3-d adaptive max pooling of ``(N, C, D, H, W)`` or ``(C, D, H, W)``
     input; indices are ``(d*H + h)*W + w``.  See :func:`adaptive_max_pool1d`."""
     return _adaptive_max(3, "adaptive_max_pool3d", input, output_size, return_indices,
@@ -317,7 +320,8 @@ def adaptive_max_pool3d(input: np.ndarray, output_size: OutputSize,
 
 def adaptive_max_pool1d_backward(grad_output: np.ndarray, indices: np.ndarray,
                                  input_shape: Sequence[int], *,
-                                 channels_last: bool = False, out=None) -> np.ndarray:
+                                 channels_last: bool = False,
+                                 out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`adaptive_max_pool1d`: each output gradient is added
     to the input element its index names (shared maxima accumulate)."""
     return _adaptive_max_backward(1, "adaptive_max_pool1d_backward", grad_output,
@@ -326,7 +330,8 @@ def adaptive_max_pool1d_backward(grad_output: np.ndarray, indices: np.ndarray,
 
 def adaptive_max_pool2d_backward(grad_output: np.ndarray, indices: np.ndarray,
                                  input_shape: Sequence[int], *,
-                                 channels_last: bool = False, out=None) -> np.ndarray:
+                                 channels_last: bool = False,
+                                 out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`adaptive_max_pool2d` with respect to its input.
 
     Examples
@@ -344,7 +349,8 @@ def adaptive_max_pool2d_backward(grad_output: np.ndarray, indices: np.ndarray,
 
 def adaptive_max_pool3d_backward(grad_output: np.ndarray, indices: np.ndarray,
                                  input_shape: Sequence[int], *,
-                                 channels_last: bool = False, out=None) -> np.ndarray:
+                                 channels_last: bool = False,
+                                 out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of :func:`adaptive_max_pool3d` with respect to its input."""
     return _adaptive_max_backward(3, "adaptive_max_pool3d_backward", grad_output,
                                   indices, input_shape, channels_last, out)
@@ -496,7 +502,8 @@ def _global_kernel_ok(x4):
 
 def global_max_pool(input: np.ndarray, *, keepdims: bool = False,
                     return_indices: bool = False, channels_last: bool = False,
-                    out=None):
+                    out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+                    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The maximum of every ``(n, c)`` plane of ``(N, C, *spatial)`` input.
 
     Equal to ``adaptive_max_pool{nd}d(input, 1)`` with the trailing unit axes
@@ -796,21 +803,24 @@ _SPP_DOC = """{nd}-d spatial pyramid pooling (He et al., 2014) of ``{lay}`` inpu
 
 def spatial_pyramid_pool1d(input: np.ndarray, levels: Sequence[int] = (1, 2, 4),
                            mode: str = "max", *, return_indices: bool = False,
-                           channels_last: bool = False):
+                           channels_last: bool = False
+                           ) -> np.ndarray | tuple[np.ndarray, tuple[np.ndarray, ...]]:
     return _spp(1, "spatial_pyramid_pool1d", input, levels, mode, return_indices,
                 channels_last)
 
 
 def spatial_pyramid_pool2d(input: np.ndarray, levels: Sequence[int] = (1, 2, 4),
                            mode: str = "max", *, return_indices: bool = False,
-                           channels_last: bool = False):
+                           channels_last: bool = False
+                           ) -> np.ndarray | tuple[np.ndarray, tuple[np.ndarray, ...]]:
     return _spp(2, "spatial_pyramid_pool2d", input, levels, mode, return_indices,
                 channels_last)
 
 
 def spatial_pyramid_pool3d(input: np.ndarray, levels: Sequence[int] = (1, 2, 4),
                            mode: str = "max", *, return_indices: bool = False,
-                           channels_last: bool = False):
+                           channels_last: bool = False
+                           ) -> np.ndarray | tuple[np.ndarray, tuple[np.ndarray, ...]]:
     return _spp(3, "spatial_pyramid_pool3d", input, levels, mode, return_indices,
                 channels_last)
 
@@ -837,7 +847,8 @@ _SPP_BWD_DOC = """Gradient of :func:`spatial_pyramid_pool{nd}d`.
 
 def spatial_pyramid_pool1d_backward(grad_output: np.ndarray, input_shape: Sequence[int],
                                     levels: Sequence[int] = (1, 2, 4),
-                                    mode: str = "max", *, indices=None,
+                                    mode: str = "max", *,
+                                    indices: Sequence[np.ndarray] | None = None,
                                     channels_last: bool = False,
                                     out: Optional[np.ndarray] = None) -> np.ndarray:
     return _spp_backward(1, "spatial_pyramid_pool1d_backward", grad_output,
@@ -846,7 +857,8 @@ def spatial_pyramid_pool1d_backward(grad_output: np.ndarray, input_shape: Sequen
 
 def spatial_pyramid_pool2d_backward(grad_output: np.ndarray, input_shape: Sequence[int],
                                     levels: Sequence[int] = (1, 2, 4),
-                                    mode: str = "max", *, indices=None,
+                                    mode: str = "max", *,
+                                    indices: Sequence[np.ndarray] | None = None,
                                     channels_last: bool = False,
                                     out: Optional[np.ndarray] = None) -> np.ndarray:
     return _spp_backward(2, "spatial_pyramid_pool2d_backward", grad_output,
@@ -855,7 +867,8 @@ def spatial_pyramid_pool2d_backward(grad_output: np.ndarray, input_shape: Sequen
 
 def spatial_pyramid_pool3d_backward(grad_output: np.ndarray, input_shape: Sequence[int],
                                     levels: Sequence[int] = (1, 2, 4),
-                                    mode: str = "max", *, indices=None,
+                                    mode: str = "max", *,
+                                    indices: Sequence[np.ndarray] | None = None,
                                     channels_last: bool = False,
                                     out: Optional[np.ndarray] = None) -> np.ndarray:
     return _spp_backward(3, "spatial_pyramid_pool3d_backward", grad_output,
