@@ -20,9 +20,9 @@ MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)
 >>> dx.shape
 (2, 3, 8, 8)
 
-``repr`` follows PyTorch's (``torch.nn``) for the arguments PyTorch shows;
-keywords PyTorch lacks (``channels_last``, ``rounding``, ``seed``, ...) and
-hidden arguments set away from their defaults are appended.
+``repr`` is PyTorch's (``torch.nn``) for PyTorch's own arguments; the
+keywords PyTorch lacks (``channels_last``, ``rounding``, ``seed``, ...) are
+appended when they differ from their defaults.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Module:
 
     #: PyTorch's repr shows these arguments (in this order), always.
     _shown: tuple[str, ...] = ()
-    #: Further arguments and their defaults, shown only when set otherwise.
+    #: cypool's own keywords and their defaults, shown only when set otherwise.
     _hidden: dict = {}
 
     def __init__(self):
@@ -120,7 +120,7 @@ class Module:
 class _MaxPoolNd(Module):
     nd = 0
     _shown = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
-    _hidden = {"return_indices": False, "channels_last": False}
+    _hidden = {"channels_last": False}
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices=False, ceil_mode=False, *, channels_last=False):
@@ -176,9 +176,7 @@ class MaxPool3d(_MaxPoolNd):
 class _AvgPoolNd(Module):
     nd = 0
     _shown = ("kernel_size", "stride", "padding")
-    _hidden = {"ceil_mode": False, "count_include_pad": True,
-               "divisor_override": None, "channels_last": False,
-               "rounding": "truncate"}
+    _hidden = {"channels_last": False, "rounding": "truncate"}
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None, *,
@@ -280,7 +278,7 @@ class LPPool3d(_LPPoolNd):
 class _AdaptiveMaxPoolNd(Module):
     nd = 0
     _shown = ("output_size",)
-    _hidden = {"return_indices": False, "channels_last": False}
+    _hidden = {"channels_last": False}
 
     def __init__(self, output_size, return_indices=False, *, channels_last=False):
         super().__init__()

@@ -1793,13 +1793,10 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
     # here the chunk runs over input columns; g.xs are grad_input strides and
     # g.os grad_output strides
     cdef Py_ssize_t ch = it % g.nchunk
-    cdef Py_ssize_t ih, id_, c, n, a, b, od, oh, odlo, odhi, ohlo, ohhi
-    cdef Py_ssize_t owlo, owhi, kw, off, lo, hi, j, ow, k0, k1
+    cdef Py_ssize_t ih, id_, c, n, a, b, odlo, odhi, ohlo, ohhi
+    cdef Py_ssize_t owlo, owhi, j
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
-    cdef const real_t* gorow
     cdef real_t* dst
-    cdef real_t dv
-    cdef int64_t fdh
     it = it // g.nchunk
     ih = it % g.isz[1]
     it = it // g.isz[1]
@@ -1813,8 +1810,6 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
         dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3] + a
     else:
         dst = rowbuf
-    for j in range(b - a):
-        dst[j] = 0
     # output windows covering input row (id_, ih): o*S - P <= i <= o*S - P + K - 1
     odlo = _imax(0, _ceildiv(id_ + g.pd[0] - g.ks[0] + 1, g.st[0]))
     odhi = _imin(g.osz[0] - 1, _floordiv(id_ + g.pd[0], g.st[0]))
@@ -1825,6 +1820,82 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
     owhi = _imin(g.osz[2] - 1, _floordiv(b - 1 + P, S))
     if owhi < owlo:
         owhi = owlo - 1
+    if K == S and odlo == odhi and ohlo == ohhi and owlo <= owhi:
+        # windows that tile the row (kernel == stride) and one covering
+        # output row: every input column lies under at most one output, so
+        # each is stored once (no zero fill, no read-modify-write)
+        _avg_bwd_tiled(go + n * g.os[0] + c * g.os[1] + odlo * g.os[2]
+                       + ohlo * g.os[3], dst, g, a, b, owlo, owhi, gbuf,
+                       override, fd[odlo] * fh[ohlo], fw)
+    else:
+        for j in range(b - a):
+            dst[j] = 0
+        _avg_bwd_general(go, dst, g, n, c, a, b, odlo, odhi, ohlo, ohhi, owlo,
+                         owhi, gbuf, fd, fh, fw, override)
+    if g.xs[4] != 1:
+        dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3]
+        for j in range(b - a):
+            dst[(a + j) * g.xs[4]] = rowbuf[j]
+
+
+cdef inline void _avg_bwd_tiled(const real_t* gorow, real_t* dst, const Geo* g,
+                                Py_ssize_t a, Py_ssize_t b, Py_ssize_t owlo,
+                                Py_ssize_t owhi, real_t* gbuf, int64_t override,
+                                int64_t fdh, const int64_t* fw) noexcept nogil:
+    """Input columns [a, b) of one row under non-overlapping windows
+    (kernel == stride along W) of the single output row ``gorow``."""
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], ow, j, lo, hi, pos
+    cdef Py_ssize_t nw = owhi - owlo + 1
+    cdef real_t v, dv
+    if override != 0:
+        dv = <real_t>override
+        for j in range(nw):
+            gbuf[j] = gorow[(owlo + j) * g.os[4]] / dv
+    else:
+        for j in range(nw):
+            gbuf[j] = gorow[(owlo + j) * g.os[4]] / <real_t>(fdh * fw[owlo + j])
+    # covered columns, relative to a: [owlo*S - P - a, (owhi+1)*S - P - a);
+    # owhi*S - P <= b - 1, so adding S last cannot overflow for S <= 2**62
+    lo = owlo * S - P - a
+    hi = (owhi * S - P - a) + S
+    for j in range(0, _imax(0, _imin(lo, b - a))):
+        dst[j] = 0
+    for j in range(_imax(0, hi), b - a):
+        dst[j] = 0
+    if lo >= 0 and hi <= b - a:
+        if S == 2:
+            dst = dst + lo
+            for j in range(nw):
+                v = gbuf[j]
+                dst[2 * j] = v
+                dst[2 * j + 1] = v
+            return
+        if S == 1:
+            for j in range(nw):
+                dst[lo + j] = gbuf[j]
+            return
+    # windows cut by [a, b) (or wide ones): each stores its clipped span
+    for ow in range(nw):
+        v = gbuf[ow]
+        pos = (owlo + ow) * S - P - a
+        for j in range(_imax(pos, 0), _imin(pos + S, b - a)):
+            dst[j] = v
+
+
+cdef inline void _avg_bwd_general(const real_t* go, real_t* dst, const Geo* g,
+                                  Py_ssize_t n, Py_ssize_t c, Py_ssize_t a,
+                                  Py_ssize_t b, Py_ssize_t odlo, Py_ssize_t odhi,
+                                  Py_ssize_t ohlo, Py_ssize_t ohhi,
+                                  Py_ssize_t owlo, Py_ssize_t owhi, real_t* gbuf,
+                                  const int64_t* fd, const int64_t* fh,
+                                  const int64_t* fw, int64_t override) noexcept nogil:
+    """Accumulate into the zeroed columns [a, b) of one input row every
+    output window that covers them."""
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
+    cdef Py_ssize_t od, oh, ow, kw, off, lo, hi, j, k0, k1
+    cdef const real_t* gorow
+    cdef real_t dv
+    cdef int64_t fdh
     for od in range(odlo, odhi + 1):
         for oh in range(ohlo, ohhi + 1):
             gorow = go + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
@@ -1861,10 +1932,6 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
                 else:
                     for j in range(hi - lo):
                         dst[lo * S + off - a + j * S] += gbuf[lo - owlo + j]
-    if g.xs[4] != 1:
-        dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3]
-        for j in range(b - a):
-            dst[(a + j) * g.xs[4]] = rowbuf[j]
 
 
 cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
