@@ -37,6 +37,7 @@ cdef extern from "omp_shim.h" nogil:
     int cypool_omp_get_thread_num()
     int cypool_omp_get_max_threads()
     int CYPOOL_HAVE_OPENMP
+    void cypool_prefetch(const void* p)
 
 
 ctypedef fused pool_t:
@@ -865,10 +866,49 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* r0,
         o[j - a] = _max_edge(r0, rs, w0, K, j * S - P, g.isz[2])
 
 
+cdef inline Py_ssize_t _pf_dist(const Geo* g, Py_ssize_t a, Py_ssize_t b,
+                                Py_ssize_t isz) noexcept nogil:
+    """How many output rows ahead to hint: about 4 KiB of input, 1 to 8."""
+    cdef Py_ssize_t span = _imin((b - a) * g.st[2] + g.ks[2], g.isz[2]) * isz
+    span = _imax(1, span * _imin(g.st[1], g.ks[1]))
+    return _imax(1, _imin(8, 4096 // span))
+
+
+cdef inline void _prefetch_window(const char* xp, const Geo* g, Py_ssize_t isz,
+                                  Py_ssize_t od, Py_ssize_t oh, Py_ssize_t a,
+                                  Py_ssize_t b) noexcept nogil:
+    """Hint the input rows that output row ``oh`` adds to its predecessor's
+    window, over the columns that outputs [a, b) read; ``xp`` is the (n, c)
+    plane.  Small windows over W-contiguous rows only; never dereferences."""
+    cdef Py_ssize_t kd, kh, id_, ih, w0, w1, off, nb, kh0
+    cdef const char* p
+    if (oh >= g.osz[1] or g.xs[4] != 1 or g.ks[0] > 4 or g.ks[1] > 8
+            or g.st[1] > 8):
+        return
+    w0 = _imax(0, a * g.st[2] - g.pd[2])
+    w1 = _imin(g.isz[2], (b - 1) * g.st[2] - g.pd[2]
+               + (g.ks[2] - 1) * g.dl[2] + 1) if g.ks[2] <= g.isz[2] else g.isz[2]
+    if w1 <= w0:
+        return
+    nb = (w1 - w0) * isz
+    kh0 = _imax(0, g.ks[1] - g.st[1])
+    for kd in range(g.ks[0]):
+        id_ = od * g.st[0] - g.pd[0] + kd * g.dl[0]
+        if id_ < 0 or id_ >= g.isz[0]:
+            continue
+        for kh in range(kh0, g.ks[1]):
+            ih = oh * g.st[1] - g.pd[1] + kh * g.dl[1]
+            if ih < 0 or ih >= g.isz[1]:
+                continue
+            p = xp + (id_ * g.xs[2] + ih * g.xs[3] + w0) * isz
+            for off in range(0, nb, 64):
+                cypool_prefetch(p + off)
+
+
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                const Geo* g, const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd
     cdef pool_t* o
     cdef int64_t* oi = NULL
     cdef const pool_t* xp
@@ -877,7 +917,10 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
     _bind(sc, layout, mine)
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
     xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
+    pfd = _pf_dist(g, a, b, sizeof(pool_t))
     for oh in range(oh0, oh1):
+        _prefetch_window(<const char*>(x + n * g.xs[0] + c * g.xs[1]), g,
+                         sizeof(pool_t), od, oh + pfd, a, b)
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
         if idx != NULL:
             oi = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3] + a
@@ -1339,18 +1382,142 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                 o[j] = o[j] / <real_t>(fdh * fw[a + j])
 
 
+cdef inline void _avg_win(real_t* o, const real_t* r0, const real_t* r1,
+                          const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
+                          Py_ssize_t n) noexcept nogil:
+    """Window sums of whole kk x kk windows (kk 2 or 3, S 1 or 2) in one
+    pass, in the order of the general row passes: from 0, rows in scan
+    order, taps left to right."""
+    cdef Py_ssize_t j
+    cdef real_t acc
+    if kk == 2 and S == 2:
+        for j in range(n):
+            acc = 0
+            acc = acc + r0[2 * j]
+            acc = acc + r0[2 * j + 1]
+            acc = acc + r1[2 * j]
+            acc = acc + r1[2 * j + 1]
+            o[j] = acc
+    elif kk == 2:
+        for j in range(n):
+            acc = 0
+            acc = acc + r0[j]
+            acc = acc + r0[j + 1]
+            acc = acc + r1[j]
+            acc = acc + r1[j + 1]
+            o[j] = acc
+    elif S == 2:
+        for j in range(n):
+            acc = 0
+            acc = acc + r0[2 * j]
+            acc = acc + r0[2 * j + 1]
+            acc = acc + r0[2 * j + 2]
+            acc = acc + r1[2 * j]
+            acc = acc + r1[2 * j + 1]
+            acc = acc + r1[2 * j + 2]
+            acc = acc + r2[2 * j]
+            acc = acc + r2[2 * j + 1]
+            acc = acc + r2[2 * j + 2]
+            o[j] = acc
+    else:
+        for j in range(n):
+            acc = 0
+            acc = acc + r0[j]
+            acc = acc + r0[j + 1]
+            acc = acc + r0[j + 2]
+            acc = acc + r1[j]
+            acc = acc + r1[j + 1]
+            acc = acc + r1[j + 2]
+            acc = acc + r2[j]
+            acc = acc + r2[j + 1]
+            acc = acc + r2[j + 2]
+            o[j] = acc
+
+
+cdef inline real_t _avg_edge(const real_t* r0, Py_ssize_t rs, Py_ssize_t w0,
+                             Py_ssize_t K, Py_ssize_t start,
+                             Py_ssize_t L) noexcept nogil:
+    """Sum of one K x K window whose rows are all in bounds, columns
+    ``start .. start+K-1`` clipped to [0, L), in scan order from 0."""
+    cdef Py_ssize_t r, w
+    cdef real_t acc = 0
+    for r in range(K):
+        for w in range(_imax(start, 0), _imin(start + K, L)):
+            acc = acc + r0[r * rs + w - w0]
+    return acc
+
+
+cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
+                                 Py_ssize_t rs, Py_ssize_t w0, Py_ssize_t a,
+                                 Py_ssize_t b, Py_ssize_t od, Py_ssize_t oh,
+                                 int64_t override, real_t* o) noexcept nogil:
+    """Output columns [a, b) of a row of K x K windows (``g.square``) whose
+    rows are all in bounds (``r0``, ``rs`` as for ``_max_row_square``): the
+    sums in one pass over the interior and window by window at the borders,
+    then the division of ``_avg_row``.  Bit for bit the general path."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, st
+    cdef Py_ssize_t n = b - a
+    cdef const real_t* dw = <const real_t*>pl.dw
+    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
+    cdef int64_t fdh
+    cdef real_t dv
+    if ib < ia:
+        ib = ia
+    if ia < ib:
+        st = ia * S - P - w0
+        _avg_win(o + (ia - a), r0 + st, r0 + rs + st, r0 + (K - 1) * rs + st, S, K,
+                 ib - ia)
+    for j in range(a, ia):
+        o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
+    for j in range(ib, b):
+        o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
+    if override != 0:
+        dv = <real_t>override
+        for j in range(n):
+            o[j] = o[j] / dv
+    else:
+        fdh = pl.fac[od] * pl.fac[g.osz[0] + oh]
+        if pl.exact_div:
+            dv = <real_t>fdh
+            dw = dw + a
+            for j in range(n):
+                o[j] = o[j] / (dv * dw[j])
+        else:
+            for j in range(n):
+                o[j] = o[j] / <real_t>(fdh * fw[a + j])
+
+
 cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
                                const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine,
                                int64_t override) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd
     cdef real_t* o
+    cdef const real_t* xp
     cdef Scratch scr
     cdef Scratch* sc = &scr
     _bind(sc, layout, mine)
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
+    xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
+    pfd = _pf_dist(g, a, b, sizeof(real_t))
     for oh in range(oh0, oh1):
+        _prefetch_window(<const char*>(x + n * g.xs[0] + c * g.xs[1]), g,
+                         sizeof(real_t), od, oh + pfd, a, b)
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
+        if g.square:
+            h0 = oh * g.st[1] - g.pd[1]
+            if h0 >= 0 and h0 + g.ks[1] <= g.isz[1]:
+                if g.xs[4] == 1:
+                    _avg_row_square(g, pl, xp + h0 * g.xs[3], g.xs[3], 0, a, b, od,
+                                    oh, override, o)
+                else:
+                    nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
+                    _avg_row_square(g, pl, (<const real_t**>sc.rows)[0],
+                                    (<const real_t**>sc.rows)[1]
+                                    - (<const real_t**>sc.rows)[0], w0, a, b, od,
+                                    oh, override, o)
+                continue
         nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
         _avg_row(g, pl, sc, nr, w0, a, b, od, oh, override, o)
 
