@@ -13,6 +13,8 @@ import os
 import threading
 import warnings
 
+import numpy as np
+
 from . import _threads
 from ._ext import _pool as _baseline
 
@@ -141,13 +143,55 @@ def _three(values, fill):
     return (fill,) * (3 - len(values)) + tuple(values)
 
 
+# The kernels run in the result's layout and read any strides, but a planar
+# kernel reading channels-last memory (or the reverse) touches every cache
+# line once per channel.  When the input's memory is exactly the other
+# layout (a C-contiguous array in that layout, as PyTorch's channels_last
+# tensors and NCHW arrays seen through moveaxis are), the kernel runs in the
+# input's layout into a scratch result, copied into the caller's: the same
+# values, at a fraction of the cost.
+_SWAP_MIN = 1 << 16     # elements; below this the strided read costs little
+
+
+def _layout_swap(x, out):
+    """``"cl"`` or ``"planar"``: the layout to run in when it differs from
+    the result's; None to run in place."""
+    if (x.shape[1] < 2 or x.size < _SWAP_MIN or out.size == 0
+            or x.size == x.shape[0] * x.shape[1]):
+        return None
+    out_cl = out.strides[1] == out.itemsize
+    if not out_cl and np.moveaxis(x, 1, -1).flags.c_contiguous:
+        return "cl"
+    if out_cl and x.flags.c_contiguous:
+        return "planar"
+    return None
+
+
+def _scratch_like(out, swap):
+    """A scratch result of ``out``'s shape and dtype in layout ``swap``, as
+    its ``(N, C, *spatial)`` view."""
+    if swap == "cl":
+        return np.moveaxis(np.empty(out.shape[:1] + out.shape[2:] + out.shape[1:2],
+                                    out.dtype), -1, 1)
+    return np.empty(out.shape, out.dtype)
+
+
 def max_pool(x, geom, out, indices):
     nd = geom.nd
+    swap = _layout_swap(x, out)
+    res, res_idx = out, indices
+    if swap is not None:
+        out = _scratch_like(res, swap)
+        indices = None if res_idx is None else _scratch_like(res_idx, swap)
     _run(_kernels.max_pool_forward,
          _as5d(x, nd), _as5d(out, nd),
          None if indices is None else _as5d(indices, nd),
          _three(geom.kernel, 1), _three(geom.stride, 1),
          _three(geom.dilation, 1), _three(geom.pad_before, 0))
+    if swap is not None:
+        np.copyto(res, out)
+        if res_idx is not None:
+            np.copyto(res_idx, indices)
 
 
 def max_pool_backward(grad_output, indices, geom, grad_input):
@@ -158,11 +202,17 @@ def max_pool_backward(grad_output, indices, geom, grad_input):
 
 def avg_pool(x, geom, out, count_include_pad, divisor_override, rounding="truncate"):
     nd = geom.nd
+    swap = _layout_swap(x, out)
+    res = out
+    if swap is not None:
+        out = _scratch_like(res, swap)
     _run(_kernels.avg_pool_forward,
          _as5d(x, nd), _as5d(out, nd),
          _three(geom.kernel, 1), _three(geom.stride, 1),
          _three(geom.pad_before, 0), _three(geom.pad_after, 0),
          count_include_pad, divisor_override or 0, rounding == "nearest")
+    if swap is not None:
+        np.copyto(res, out)
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,

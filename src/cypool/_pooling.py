@@ -231,6 +231,8 @@ def _plan(op, nd, x, key, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    if not x.flags.c_contiguous:    # views: the general path picks the layout
+        return None
     try:
         key = ("max", nd, x.shape, x.dtype, kernel_size, stride, padding,
                dilation, ceil_mode)
@@ -253,6 +255,8 @@ def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode):
 
 def _fast_avg(nd, op, x, kernel_size, stride, padding, ceil_mode,
               count_include_pad, divisor_override):
+    if not x.flags.c_contiguous:
+        return None
     if not (count_include_pad is True or count_include_pad is False) or not (
             divisor_override is None or type(divisor_override) is int):
         return None

@@ -879,11 +879,12 @@ cdef inline void _prefetch_window(const char* xp, const Geo* g, Py_ssize_t isz,
                                   Py_ssize_t b) noexcept nogil:
     """Hint the input rows that output row ``oh`` adds to its predecessor's
     window, over the columns that outputs [a, b) read; ``xp`` is the (n, c)
-    plane.  Small windows over W-contiguous rows only; never dereferences."""
-    cdef Py_ssize_t kd, kh, id_, ih, w0, w1, off, nb, kh0
+    plane.  Small windows over W-contiguous (or reversed) rows only; never
+    dereferences."""
+    cdef Py_ssize_t kd, kh, id_, ih, w0, w1, off, nb, kh0, first
     cdef const char* p
-    if (oh >= g.osz[1] or g.xs[4] != 1 or g.ks[0] > 4 or g.ks[1] > 8
-            or g.st[1] > 8):
+    if (oh >= g.osz[1] or (g.xs[4] != 1 and g.xs[4] != -1) or g.ks[0] > 4
+            or g.ks[1] > 8 or g.st[1] > 8):
         return
     w0 = _imax(0, a * g.st[2] - g.pd[2])
     w1 = _imin(g.isz[2], (b - 1) * g.st[2] - g.pd[2]
@@ -891,6 +892,8 @@ cdef inline void _prefetch_window(const char* xp, const Geo* g, Py_ssize_t isz,
     if w1 <= w0:
         return
     nb = (w1 - w0) * isz
+    # the lowest address of the span: column w0, or w1 - 1 in reversed rows
+    first = w0 if g.xs[4] == 1 else -(w1 - 1)
     kh0 = _imax(0, g.ks[1] - g.st[1])
     for kd in range(g.ks[0]):
         id_ = od * g.st[0] - g.pd[0] + kd * g.dl[0]
@@ -900,7 +903,7 @@ cdef inline void _prefetch_window(const char* xp, const Geo* g, Py_ssize_t isz,
             ih = oh * g.st[1] - g.pd[1] + kh * g.dl[1]
             if ih < 0 or ih >= g.isz[1]:
                 continue
-            p = xp + (id_ * g.xs[2] + ih * g.xs[3] + w0) * isz
+            p = xp + (id_ * g.xs[2] + ih * g.xs[3] + first) * isz
             for off in range(0, nb, 64):
                 cypool_prefetch(p + off)
 
