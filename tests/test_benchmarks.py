@@ -4,6 +4,7 @@ timing is asserted."""
 
 import importlib.util
 import json
+import pathlib
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,15 @@ def test_command_line(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), "--cases", "no such case"],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 2 and "no case matches" in r.stderr
+
+
+def test_strides_benchmark_smoke():
+    """benchmarks/bench_strides.py runs, checks every view's result against
+    the contiguous one, and prints a row per (operation, view, threads)."""
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_strides.py"
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--threads", "1", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| max") or line.startswith("| avg")]
+    assert len(rows) == 3 * 7 * 2
+    assert any("Fortran order" in line for line in rows)
