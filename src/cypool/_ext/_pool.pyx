@@ -1102,61 +1102,101 @@ cdef inline void _max_cl_rows_item(const pool_t* x, pool_t* out, const Geo* g,
     every in-bounds input row of the window (scan order) and every W tap of
     it updates all outputs whose tap is in bounds, so each output still sees
     its taps in PyTorch's order, and there is no per-output bookkeeping
-    (small C, e.g. RGB images, is as cheap per element as large C)."""
-    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, c, C = g.C, cs = g.xs[1]
-    cdef Py_ssize_t kd, kh, kw, dlo, dhi, hlo, hhi, lo, hi, off
-    cdef Py_ssize_t d0, h0, S = g.st[2], Dl = g.dl[2], P = g.pd[2], ws = g.xs[4]
-    cdef Py_ssize_t os4 = g.os[4]
-    cdef const pool_t* row
-    cdef const pool_t* src
+    (small C, e.g. RGB images, is as cheap per element as large C).  Each
+    row runs first with the branch-free select that assumes no NaN, and
+    again with PyTorch's rule if a NaN went by."""
+    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, d0, dlo, dhi
     cdef pool_t* orow
-    cdef pool_t* dst
-    cdef pool_t v
-    cdef pool_t low = _lowest(<pool_t>0)
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
     d0 = od * g.st[0] - g.pd[0]
     _tap_range(d0, g.ks[0], g.dl[0], g.isz[0], &dlo, &dhi)
     for oh in range(oh0, oh1):
         orow = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
-        for ow in range(a, b):
-            dst = orow + ow * os4
-            for c in range(C):
-                dst[c] = low
-        h0 = oh * g.st[1] - g.pd[1]
-        _tap_range(h0, g.ks[1], g.dl[1], g.isz[1], &hlo, &hhi)
-        for kd in range(dlo, dhi):
-            for kh in range(hlo, hhi):
-                row = (x + n * g.xs[0] + (d0 + kd * g.dl[0]) * g.xs[2]
-                       + (h0 + kh * g.dl[1]) * g.xs[3])
-                for kw in range(g.kw0, g.kw0 + g.kwn):
-                    off = kw * Dl - P
-                    # outputs ow in [a, b) with 0 <= ow*S + off < W
-                    lo = _imax(a, _ceildiv(-off, S))
-                    hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
-                    if C == 3 and cs == 1:
-                        for ow in range(lo, hi):
-                            src = row + (ow * S + off) * ws
-                            dst = orow + ow * os4
+        if _max_cl_row(<_Fast*>NULL, x, orow, g, n, d0, dlo, dhi, oh, a, b):
+            _max_cl_row(<_Exact*>NULL, x, orow, g, n, d0, dlo, dhi, oh, a, b)
+
+
+cdef inline bint _max_cl_row(mode_t* mode, const pool_t* x, pool_t* orow,
+                             const Geo* g, Py_ssize_t n, Py_ssize_t d0,
+                             Py_ssize_t dlo, Py_ssize_t dhi, Py_ssize_t oh,
+                             Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """One output row of ``_max_cl_rows_item``.  Fast mode selects with
+    ``v > m`` (a max instruction, exact for ties and signed zeros) and
+    returns whether a NaN went by; exact mode applies PyTorch's rule."""
+    cdef Py_ssize_t ow, c, C = g.C, cs = g.xs[1]
+    cdef Py_ssize_t kd, kh, kw, hlo, hhi, lo, hi, off
+    cdef Py_ssize_t h0, S = g.st[2], Dl = g.dl[2], P = g.pd[2], ws = g.xs[4]
+    cdef Py_ssize_t os4 = g.os[4]
+    cdef const pool_t* row
+    cdef const pool_t* src
+    cdef pool_t* dst
+    cdef pool_t v, m
+    cdef pool_t low = _lowest(<pool_t>0)
+    cdef bint nf = 0
+    for ow in range(a, b):
+        dst = orow + ow * os4
+        for c in range(C):
+            dst[c] = low
+    h0 = oh * g.st[1] - g.pd[1]
+    _tap_range(h0, g.ks[1], g.dl[1], g.isz[1], &hlo, &hhi)
+    for kd in range(dlo, dhi):
+        for kh in range(hlo, hhi):
+            row = (x + n * g.xs[0] + (d0 + kd * g.dl[0]) * g.xs[2]
+                   + (h0 + kh * g.dl[1]) * g.xs[3])
+            for kw in range(g.kw0, g.kw0 + g.kwn):
+                off = kw * Dl - P
+                # outputs ow in [a, b) with 0 <= ow*S + off < W
+                lo = _imax(a, _ceildiv(-off, S))
+                hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
+                if C == 3 and cs == 1:
+                    for ow in range(lo, hi):
+                        src = row + (ow * S + off) * ws
+                        dst = orow + ow * os4
+                        if mode_t is _Fast:
+                            v = src[0]
+                            m = dst[0]
+                            dst[0] = v if v > m else m
+                            nf = nf | _isnan(v)
+                            v = src[1]
+                            m = dst[1]
+                            dst[1] = v if v > m else m
+                            nf = nf | _isnan(v)
+                            v = src[2]
+                            m = dst[2]
+                            dst[2] = v if v > m else m
+                            nf = nf | _isnan(v)
+                        else:
                             v = src[0]
                             dst[0] = v if _takes(v, dst[0]) else dst[0]
                             v = src[1]
                             dst[1] = v if _takes(v, dst[1]) else dst[1]
                             v = src[2]
                             dst[2] = v if _takes(v, dst[2]) else dst[2]
-                    elif cs == 1:
-                        for ow in range(lo, hi):
-                            src = row + (ow * S + off) * ws
-                            dst = orow + ow * os4
-                            for c in range(C):
-                                v = src[c]
+                elif cs == 1:
+                    for ow in range(lo, hi):
+                        src = row + (ow * S + off) * ws
+                        dst = orow + ow * os4
+                        for c in range(C):
+                            v = src[c]
+                            if mode_t is _Fast:
+                                m = dst[c]
+                                dst[c] = v if v > m else m
+                                nf = nf | _isnan(v)
+                            else:
                                 dst[c] = v if _takes(v, dst[c]) else dst[c]
-                    else:
-                        for ow in range(lo, hi):
-                            src = row + (ow * S + off) * ws
-                            dst = orow + ow * os4
-                            for c in range(C):
-                                v = src[c * cs]
+                else:
+                    for ow in range(lo, hi):
+                        src = row + (ow * S + off) * ws
+                        dst = orow + ow * os4
+                        for c in range(C):
+                            v = src[c * cs]
+                            if mode_t is _Fast:
+                                m = dst[c]
+                                dst[c] = v if v > m else m
+                                nf = nf | _isnan(v)
+                            else:
                                 dst[c] = v if _takes(v, dst[c]) else dst[c]
+    return nf
 
 
 cdef int _max_fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
