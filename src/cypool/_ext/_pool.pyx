@@ -1660,6 +1660,30 @@ cdef inline int64_t _int_quot(int64_t s, int64_t d, bint nearest) noexcept nogil
     return <int64_t>(<uint64_t>0 - <uint64_t>q) if neg else q
 
 
+cdef inline int _log2_exact(int64_t d) noexcept nogil:
+    """k if d == 2**k with 1 <= k <= 62, else 0."""
+    cdef int k = 0
+    if d < 2 or (d & (d - 1)) != 0:
+        return 0
+    while d > 1:
+        d >>= 1
+        k += 1
+    return k
+
+
+cdef inline int64_t _int_quot_pow2(int64_t s, int sh, bint nearest) noexcept nogil:
+    """``_int_quot(s, 2**sh, nearest)`` for 1 <= sh <= 62, branch-free: the
+    arithmetic shift is the floor (gcc, clang and MSVC shift signed values
+    arithmetically), the low bits the remainder."""
+    cdef int64_t d = (<int64_t>1) << sh
+    cdef int64_t q = s >> sh
+    cdef int64_t r = s & (d - 1)
+    cdef int64_t half = d >> 1
+    if nearest:
+        return q + ((r > half) | ((r == half) & (q & 1)))
+    return q + ((r != 0) & (s < 0))
+
+
 cdef inline int64_t _avg_div(const Geo* g, const int64_t* fac, int64_t override,
                              Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
     if override != 0:
@@ -1719,7 +1743,8 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     cdef const int_t* src
     cdef uint64_t* dst
     cdef int_t* orow
-    cdef int64_t dv
+    cdef int64_t dv, last = 0
+    cdef int sh = 0
     if cl:
         _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
         CC = g.C
@@ -1762,9 +1787,17 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
         orow = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
         for ow in range(a, b):
             dv = _avg_div(g, fac, override, od, oh, ow)
-            for cc in range(CC):
-                orow[ow * os4 + cc * g.os[1]] = <int_t>_int_quot(
-                    <int64_t>acc[(ow - a) * CC + cc], dv, nearest)
+            if dv != last:
+                last = dv
+                sh = _log2_exact(dv)
+            if sh > 0:      # 2 x 2 windows and the like: shifts, no divide
+                for cc in range(CC):
+                    orow[ow * os4 + cc * g.os[1]] = <int_t>_int_quot_pow2(
+                        <int64_t>acc[(ow - a) * CC + cc], sh, nearest)
+            else:
+                for cc in range(CC):
+                    orow[ow * os4 + cc * g.os[1]] = <int_t>_int_quot(
+                        <int64_t>acc[(ow - a) * CC + cc], dv, nearest)
 
 
 cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
