@@ -803,7 +803,8 @@ def _compare(cy_arrs, peer_arrs, bench: Bench) -> str | None:
 
 
 def time_impls(impls: dict[str, Impl], warmup: int, repeat: int, number: int,
-               budget_s: float = float("inf"), on_result: Callable[[str, Any], None] | None = None):
+               budget_s: float = float("inf"), on_result: Callable[[str, Any], None] | None = None,
+               settle_s: float = 0.0):
     """Warm up each implementation, then time them round-robin (machine
     noise spreads over all alike): ``repeat`` samples of ``number`` calls.
     An implementation whose first call shows that ``repeat`` runs would take
@@ -812,7 +813,10 @@ def time_impls(impls: dict[str, Impl], warmup: int, repeat: int, number: int,
     call]}, {name: last warm-up result}, {name: error message}); with
     ``on_result``, each last warm-up result is handed to it instead (and
     freed before the next implementation runs: one large result alive at a
-    time)."""
+    time).  ``settle_s``: an untimed pause before each timed sample, so that
+    the previous implementation's OpenMP workers (cypool's and PyTorch's are
+    separate runtimes, each spinning a while after a parallel region) are
+    asleep and do not take a core from the one being timed."""
     last, errors, runs = {}, {}, {}
     for name, imp in list(impls.items()):
         try:
@@ -842,6 +846,8 @@ def time_impls(impls: dict[str, Impl], warmup: int, repeat: int, number: int,
                 if i >= runs[name]:
                     continue
                 fn = impls[name].fn
+                if settle_s:
+                    time.sleep(settle_s)
                 if number == 1:
                     t0 = time.perf_counter()
                     r = fn()
@@ -902,7 +908,8 @@ def run_case(case: Case, size: str, threads, warmup, repeat, opts, log) -> dict:
         state["n"] = n
         impls = {k: v for k, v in bench.impls.items() if i == 0 or k not in SINGLE_THREADED}
         log(f"  {case.name}: {n} thread(s), {len(impls)} implementations")
-        times, _, errors = time_impls(impls, warmup, rep, number, opts["budget_s"], on_result)
+        times, _, errors = time_impls(impls, warmup, rep, number, opts["budget_s"], on_result,
+                                      opts.get("settle_s", 0.0))
         for name in impls:
             row = {"threads": n, "impl": name, "note": bench.impls[name].note}
             if name in errors:
@@ -1161,6 +1168,10 @@ def parse_args(argv=None):
     ap.add_argument("--budget", type=float, default=6.0, metavar="SECONDS",
                     help="fewer timed runs (at least 3) for an implementation whose runs would "
                          "take longer than this, per thread count (default: 6)")
+    ap.add_argument("--settle", type=float, default=None, metavar="SECONDS",
+                    help="untimed pause before each timed sample, so that the previous "
+                         "implementation's spinning OpenMP threads are asleep (default: 0.01; "
+                         "0 with --smoke)")
     ap.add_argument("--cases", default=None,
                     help="comma-separated substrings; run the cases whose name contains one")
     ap.add_argument("--out-prealloc", action=argparse.BooleanOptionalAction, default=True,
@@ -1244,7 +1255,8 @@ def main(argv=None):
     copy_start = copy_bandwidth(args.threads, 5, args.copy_mib)
     opts = {"out_prealloc": args.out_prealloc, "budget_s": args.budget,
             "latency_number": 5 if args.smoke else 200,
-            "latency_repeat": 2 if args.smoke else 31}
+            "latency_repeat": 2 if args.smoke else 31,
+            "settle_s": (0.0 if args.smoke else 0.01) if args.settle is None else args.settle}
     results = []
     try:
         for case in cases:
