@@ -1215,10 +1215,54 @@ cdef int _max_fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
     return 0
 
 
+cdef inline void _avg_cl_taps(real_t* o, const real_t** t, Py_ssize_t nt,
+                              Py_ssize_t C, real_t dv) noexcept nogil:
+    """``o[c]`` = the sum from 0 of ``t[i][c]`` for i < nt (4 or 9), in
+    order, divided by ``dv``: vectorised along the channels."""
+    cdef Py_ssize_t c
+    cdef real_t acc
+    cdef const real_t* t0 = t[0]
+    cdef const real_t* t1 = t[1]
+    cdef const real_t* t2 = t[2]
+    cdef const real_t* t3 = t[3]
+    cdef const real_t* t4
+    cdef const real_t* t5
+    cdef const real_t* t6
+    cdef const real_t* t7
+    cdef const real_t* t8
+    if nt == 4:
+        for c in range(C):
+            acc = 0
+            acc = acc + t0[c]
+            acc = acc + t1[c]
+            acc = acc + t2[c]
+            acc = acc + t3[c]
+            o[c] = acc / dv
+    else:
+        t4 = t[4]
+        t5 = t[5]
+        t6 = t[6]
+        t7 = t[7]
+        t8 = t[8]
+        for c in range(C):
+            acc = 0
+            acc = acc + t0[c]
+            acc = acc + t1[c]
+            acc = acc + t2[c]
+            acc = acc + t3[c]
+            acc = acc + t4[c]
+            acc = acc + t5[c]
+            acc = acc + t6[c]
+            acc = acc + t7[c]
+            acc = acc + t8[c]
+            o[c] = acc / dv
+
+
 cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                               const int64_t* fac, int64_t override,
                               Py_ssize_t it) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, ow, kd, kh, kw, C = g.C
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, ow, kd, kh, kw, C = g.C, nt
+    cdef const real_t* taps[9]
     cdef Py_ssize_t cs = g.xs[1], d0, h0, w0, id_, ih, iw
     cdef Py_ssize_t dlo, dhi, hlo, hhi, wlo, whi
     cdef const real_t* src
@@ -1234,6 +1278,23 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
             w0 = ow * g.st[2] - g.pd[2]
             _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
             o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+            if override != 0:
+                dv = <real_t>override
+            else:
+                dv = <real_t>(fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow])
+            nt = (dhi - dlo) * (hhi - hlo) * (whi - wlo)
+            if cs == 1 and (nt == 4 or nt == 9):
+                # whole 2x2 / 3x3 windows: one pass per channel block, the
+                # taps in scan order from 0 as below, no read-modify-write
+                nt = 0
+                for kd in range(dlo, dhi):
+                    for kh in range(hlo, hhi):
+                        for kw in range(wlo, whi):
+                            taps[nt] = (x + n * g.xs[0] + (d0 + kd) * g.xs[2]
+                                        + (h0 + kh) * g.xs[3] + (w0 + kw) * g.xs[4])
+                            nt += 1
+                _avg_cl_taps(o, taps, nt, C, dv)
+                continue
             for c in range(C):
                 o[c] = 0
             for kd in range(dlo, dhi):
@@ -1249,10 +1310,6 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                         else:
                             for c in range(C):
                                 o[c] = o[c] + src[c * cs]
-            if override != 0:
-                dv = <real_t>override
-            else:
-                dv = <real_t>(fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow])
             for c in range(C):
                 o[c] = o[c] / dv
 
