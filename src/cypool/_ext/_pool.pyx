@@ -1082,13 +1082,44 @@ cdef inline void _decode_cl(const Geo* g, Py_ssize_t it, Py_ssize_t* n,
     b[0] = _imin(a[0] + g.chunk, g.osz[2])
 
 
+cdef inline void _prefetch_cl(const char* plane, const Geo* g, Py_ssize_t isz,
+                              Py_ssize_t d0, Py_ssize_t dlo, Py_ssize_t dhi,
+                              Py_ssize_t h0, Py_ssize_t hlo, Py_ssize_t hhi,
+                              Py_ssize_t w) noexcept nogil:
+    """Hint input columns [w, w + S) of every row of a window (channels-last
+    rows with packed channels, unit dilation): the columns a position a few
+    KiB further along the row will read first."""
+    cdef Py_ssize_t kd, kh, off, nb
+    cdef const char* p
+    if w < 0 or w + g.st[2] > g.isz[2] or dhi - dlo > 4 or hhi - hlo > 8:
+        return
+    nb = g.st[2] * g.C * isz
+    for kd in range(dlo, dhi):
+        for kh in range(hlo, hhi):
+            p = plane + ((d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3] + w * g.xs[4]) * isz
+            for off in range(0, nb, 64):
+                cypool_prefetch(p + off)
+
+
 cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                               const Geo* g, Py_ssize_t it) noexcept nogil:
-    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow
+    cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, d0, h0, dlo, dhi, hlo, hhi
+    cdef Py_ssize_t pfw = 0
     cdef int64_t* oi = NULL
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+    if (g.xs[1] == 1 and g.xs[4] == g.C and g.st[2] <= 4 and g.dl[0] == 1
+            and g.dl[1] == 1):
+        # about 4 KiB ahead along the rows, whole output positions
+        pfw = _imax(1, 4096 // (g.C * <Py_ssize_t>sizeof(pool_t) * g.st[2])) * g.st[2]
+    d0 = od * g.st[0] - g.pd[0]
+    _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
     for oh in range(oh0, oh1):
+        h0 = oh * g.st[1] - g.pd[1]
+        _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
         for ow in range(a, b):
+            if pfw > 0:
+                _prefetch_cl(<const char*>(x + n * g.xs[0]), g, sizeof(pool_t), d0,
+                             dlo, dhi, h0, hlo, hhi, ow * g.st[2] - g.pd[2] + pfw)
             if idx != NULL:
                 oi = idx + n * g.js[0] + od * g.js[2] + oh * g.js[3] + ow * g.js[4]
             _max_cl_pos(x, out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4],
@@ -1262,6 +1293,7 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                               const int64_t* fac, int64_t override,
                               Py_ssize_t it) noexcept nogil:
     cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, ow, kd, kh, kw, C = g.C, nt
+    cdef Py_ssize_t pfw = 0
     cdef const real_t* taps[9]
     cdef Py_ssize_t cs = g.xs[1], d0, h0, w0, id_, ih, iw
     cdef Py_ssize_t dlo, dhi, hlo, hhi, wlo, whi
@@ -1269,6 +1301,9 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
     cdef real_t* o
     cdef real_t dv
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
+    if cs == 1 and g.xs[4] == C and g.st[2] <= 4:
+        # about 4 KiB ahead along the rows, whole output positions
+        pfw = _imax(1, 4096 // (C * <Py_ssize_t>sizeof(real_t) * g.st[2])) * g.st[2]
     d0 = od * g.st[0] - g.pd[0]
     _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
     for oh in range(oh0, oh1):
@@ -1277,6 +1312,9 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
         for ow in range(a, b):
             w0 = ow * g.st[2] - g.pd[2]
             _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
+            if pfw > 0:
+                _prefetch_cl(<const char*>(x + n * g.xs[0]), g, sizeof(real_t), d0,
+                             dlo, dhi, h0, hlo, hhi, w0 + pfw)
             o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
             if override != 0:
                 dv = <real_t>override
