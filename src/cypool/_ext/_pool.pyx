@@ -1454,18 +1454,41 @@ cdef int64_t* _avg_factors(const Geo* g, bint include_pad) noexcept nogil:
     return fac
 
 
+cdef inline void _avg_divide(const Geo* g, const Plan* pl, real_t* o,
+                             Py_ssize_t a, Py_ssize_t b, Py_ssize_t od,
+                             Py_ssize_t oh, int64_t override) noexcept nogil:
+    """Window sums ``o`` of output columns [a, b) of row (od, oh) -> averages."""
+    cdef const real_t* dw = <const real_t*>pl.dw + a
+    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1] + a
+    cdef Py_ssize_t j, n = b - a
+    cdef int64_t fdh
+    cdef real_t dv
+    if override != 0:
+        dv = <real_t>override
+        for j in range(n):
+            o[j] = o[j] / dv
+    else:
+        fdh = pl.fac[od] * pl.fac[g.osz[0] + oh]
+        if pl.exact_div:
+            # every divisor is below 2**mantissa: the product of the exact
+            # factors equals the converted int64 product
+            dv = <real_t>fdh
+            for j in range(n):
+                o[j] = o[j] / (dv * dw[j])
+        else:
+            for j in range(n):
+                o[j] = o[j] / <real_t>(fdh * fw[j])
+
+
 cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                           Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
                           Py_ssize_t b, Py_ssize_t od, Py_ssize_t oh,
                           int64_t override, real_t* o) noexcept nogil:
     cdef const real_t** rows = <const real_t**>sc.rows
-    cdef const real_t* dw = <const real_t*>pl.dw
-    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
     cdef Py_ssize_t S = g.st[2], K = g.kwn
     cdef Py_ssize_t P = g.pd[2] - g.kw0  # taps renumbered from kw0
     cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j, k0, k1
-    cdef int64_t fdh
-    cdef real_t dv, acc
+    cdef real_t acc
     if g.sparse:
         # output by output over its in-bounds taps (scattered huge kernels)
         for j in range(n):
@@ -1503,21 +1526,7 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                     if lo < hi:
                         _sum_pass(o + (lo - a), rows[r] + (lo * S + kw - P - w0), S, 1,
                                   hi - lo)
-    if override != 0:
-        dv = <real_t>override
-        for j in range(n):
-            o[j] = o[j] / dv
-    else:
-        fdh = pl.fac[od] * pl.fac[g.osz[0] + oh]
-        if pl.exact_div:
-            # every divisor is below 2**mantissa: the product of the exact
-            # factors equals the converted int64 product
-            dv = <real_t>fdh
-            for j in range(n):
-                o[j] = o[j] / (dv * dw[a + j])
-        else:
-            for j in range(n):
-                o[j] = o[j] / <real_t>(fdh * fw[a + j])
+    _avg_divide(g, pl, o, a, b, od, oh, override)
 
 
 cdef inline void _avg_win(real_t* o, const real_t* r0, const real_t* r1,
@@ -1592,14 +1601,9 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
     """Output columns [a, b) of a row of K x K windows (``g.square``) whose
     rows are all in bounds (``r0``, ``rs`` as for ``_max_row_square``): the
     sums in one pass over the interior and window by window at the borders,
-    then the division of ``_avg_row``.  Bit for bit the general path."""
+    then ``_avg_divide``.  Bit for bit the general path."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
     cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, st
-    cdef Py_ssize_t n = b - a
-    cdef const real_t* dw = <const real_t*>pl.dw
-    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
-    cdef int64_t fdh
-    cdef real_t dv
     if ib < ia:
         ib = ia
     if ia < ib:
@@ -1610,20 +1614,7 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
         o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
     for j in range(ib, b):
         o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
-    if override != 0:
-        dv = <real_t>override
-        for j in range(n):
-            o[j] = o[j] / dv
-    else:
-        fdh = pl.fac[od] * pl.fac[g.osz[0] + oh]
-        if pl.exact_div:
-            dv = <real_t>fdh
-            dw = dw + a
-            for j in range(n):
-                o[j] = o[j] / (dv * dw[j])
-        else:
-            for j in range(n):
-                o[j] = o[j] / <real_t>(fdh * fw[a + j])
+    _avg_divide(g, pl, o, a, b, od, oh, override)
 
 
 cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
