@@ -296,9 +296,41 @@ cdef inline bint _max_pass(mode_t* mode, pool_t* o, const pool_t* src,
     return nf
 
 
+cdef inline Py_ssize_t _head_len(Py_ssize_t n, Py_ssize_t B) noexcept nogil:
+    """Row cutting for the whole-window passes (B outputs = one 64-byte
+    vector): the first call covers ``k*B + 1`` outputs, the largest such
+    length up to n; if that falls short of n, a second call covers the last
+    ``B + 1`` outputs, overlapping the first (every output is a pure function
+    of the input rows, so the overlap rewrites equal values).  The compiled
+    loops leave the remainder of the trip count to scalar code, and for
+    3-wide stride-2 windows gcc keeps at least one whole vector's worth
+    scalar (it will not read the element past the last tap); with these
+    lengths each call leaves one output to scalar code instead of up to 16,
+    a large share of a 56-wide CNN row."""
+    return ((n - 1) // B) * B + 1
+
+
 cdef inline bint _max_win(mode_t* mode, pool_t* o, const pool_t* r0,
                           const pool_t* r1, const pool_t* r2, Py_ssize_t S,
                           Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
+    """``_max_win_run`` cut as ``_head_len`` says."""
+    cdef Py_ssize_t B = 64 // sizeof(pool_t)
+    cdef Py_ssize_t h, t
+    cdef bint nf
+    if n <= B + 1:
+        return _max_win_run(mode, o, r0, r1, r2, S, kk, n)
+    h = _head_len(n, B)
+    nf = _max_win_run(mode, o, r0, r1, r2, S, kk, h)
+    if h < n:
+        t = n - (B + 1)
+        nf |= _max_win_run(mode, o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk,
+                           B + 1)
+    return nf
+
+
+cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
+                              const pool_t* r1, const pool_t* r2, Py_ssize_t S,
+                              Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
     """A whole kk x kk window (kk 2 or 3, dilation 1, S 1 or 2) in one pass:
     ``o[j]`` = max over rows r0.. and taps ``j*S + i``, in scan order.  The
     first tap initialises (it is the first in-bounds tap of every interior
@@ -1532,6 +1564,23 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
 cdef inline void _avg_win(real_t* o, const real_t* r0, const real_t* r1,
                           const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
                           Py_ssize_t n) noexcept nogil:
+    """``_avg_win_run`` cut as ``_head_len`` says (each sum is computed
+    from the inputs alone, so an overlapping call rewrites equal values)."""
+    cdef Py_ssize_t B = 64 // sizeof(real_t)
+    cdef Py_ssize_t h, t
+    if n <= B + 1:
+        _avg_win_run(o, r0, r1, r2, S, kk, n)
+        return
+    h = _head_len(n, B)
+    _avg_win_run(o, r0, r1, r2, S, kk, h)
+    if h < n:
+        t = n - (B + 1)
+        _avg_win_run(o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk, B + 1)
+
+
+cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
+                              const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
+                              Py_ssize_t n) noexcept nogil:
     """Window sums of whole kk x kk windows (kk 2 or 3, S 1 or 2) in one
     pass, in the order of the general row passes: from 0, rows in scan
     order, taps left to right."""
