@@ -421,6 +421,10 @@ def max_bwd_case(name, kernel, stride, padding, *, full, quick, tiny, in_quick=F
         def cy():
             return cypool.max_pool2d_backward(grad, idx, x.shape, k, s, p)
         impls[CY] = Impl(cy)
+        if opts.get("out_prealloc"):
+            gbuf = prefaulted_empty(x.shape, x.dtype)
+            impls[CY_OUT] = Impl(lambda: cypool.max_pool2d_backward(grad, idx, x.shape, k, s, p,
+                                                                    out=gbuf))
         _with_reference(impls, cy, grad.size, skipped)
         if torch is not None:
             tg, tx, ti = (torch.from_numpy(a) for a in (grad, x, idx))
@@ -448,6 +452,9 @@ def avg_bwd_case(name, kernel, stride, *, full, quick, tiny, in_quick=False) -> 
         def cy():
             return cypool.avg_pool2d_backward(grad, shape, k, s)
         impls[CY] = Impl(cy)
+        if opts.get("out_prealloc"):
+            gbuf = prefaulted_empty(tuple(shape), np.float32)
+            impls[CY_OUT] = Impl(lambda: cypool.avg_pool2d_backward(grad, shape, k, s, out=gbuf))
         _with_reference(impls, cy, n * c * h * w, skipped)
         if torch is not None:
             tg = torch.from_numpy(grad)
@@ -628,7 +635,8 @@ CASES: list[Case] = [
     window_case("max k2s2 with indices", "max", 2, 2, 2, return_indices=True, full=NCHW,
                 quick=NCHW_Q, tiny=NCHW_T),
     window_case("avg k2s2", "avg", 2, 2, 2, full=NCHW, quick=NCHW_Q, tiny=NCHW_T, in_quick=True),
-    window_case("avg k3s1p1", "avg", 2, 3, 1, 1, full=NCHW, quick=NCHW_Q, tiny=NCHW_T),
+    window_case("avg k3s1p1", "avg", 2, 3, 1, 1, full=NCHW, quick=NCHW_Q, tiny=NCHW_T,
+                prealloc=True),
     window_case("channels-last max k2s2", "max", 2, 2, 2, layout="nhwc", full=NHWC,
                 quick=NHWC_Q, tiny=NHWC_T),
     window_case("channels-last max k3s2p1", "max", 2, 3, 2, 1, layout="nhwc", full=NHWC,
@@ -1175,8 +1183,8 @@ def parse_args(argv=None):
     ap.add_argument("--cases", default=None,
                     help="comma-separated substrings; run the cases whose name contains one")
     ap.add_argument("--out-prealloc", action=argparse.BooleanOptionalAction, default=True,
-                    help="time cypool with out= a preallocated array on 'max k2s2' and the "
-                         "8192x8192 max (default: on)")
+                    help="time cypool with out= a preallocated array on 'max k2s2', 'avg k3s1p1', "
+                         "the backward cases and the 8192x8192 max (default: on)")
     ap.add_argument("--copy-mib", type=int, default=None,
                     help=f"size of the copy-bandwidth baseline in MiB (default: {COPY_MIB}; 16 with --smoke)")
     ap.add_argument("--json", metavar="PATH", default=None,

@@ -8,6 +8,7 @@ Importing this module raises ImportError when the extension is missing.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -194,9 +195,11 @@ def max_pool(x, geom, out, indices):
             np.copyto(res_idx, indices)
 
 
-def max_pool_backward(grad_output, indices, geom, grad_input):
+def max_pool_backward(grad_output, indices, geom, grad_input, stream=False):
+    """``stream``: ``grad_input`` is the caller's array, not fresh memory (see
+    the kernel)."""
     nd = geom.nd
-    return _run(_kernels.max_pool_backward,
+    return _run(functools.partial(_kernels.max_pool_backward, stream=stream),
                 _as5d(grad_output, nd), _as5d(indices, nd), _as5d(grad_input, nd))
 
 

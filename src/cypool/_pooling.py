@@ -338,7 +338,10 @@ def _max_pool_backward(nd, op, grad_output, indices, input_shape, kernel_size,
         idx = idx.astype(np.int64)
     grad_input, gi4 = _result(out, shape4, g.dtype, channels_last, batched, op, "out",
                               (grad_output, indices))
-    if not _backend.current().max_pool_backward(g, idx, geom, gi4):
+    # a caller's out= may be written with non-temporal stores (a fresh
+    # result's page faults bring every line in anyway)
+    if not _backend.current().max_pool_backward(g, idx, geom, gi4,
+                                                 stream=out is not None):
         raise ValueError(
             f"{op}: indices must lie in [0, {int(np.prod(shape4[2:]))}) (flat offsets "
             "into each input plane) or be -1"

@@ -126,11 +126,13 @@ def _flat_index(in_size, isl):
     return flat
 
 
-def max_pool_backward(grad_output, indices, geom, grad_input):
+def max_pool_backward(grad_output, indices, geom, grad_input, stream=False):
     """Add each output gradient into the input element its index names.
 
     Outputs sharing an argmax accumulate (in C order); index -1 (a dilation
     hole) contributes nothing.  Returns False if an index is out of range.
+    ``stream`` (the caller's array, not fresh memory) concerns only how the
+    compiled kernel stores; it is ignored here.
     """
     n, c = grad_output.shape[:2]
     plane = int(np.prod(geom.in_size))

@@ -50,9 +50,12 @@ def max_pool_backward(
     idx: npt.NDArray[np.int64],
     grad_in: npt.NDArray[np.floating],
     nthreads: int,
+    stream: bool = False,
 ) -> bool:
     """Scatter ``grad_out`` into ``grad_in`` (zeroed here) through ``idx``;
-    False when some index lies outside its plane."""
+    False when some index lies outside its plane.  ``stream``: ``grad_in``
+    is the caller's array (a large one is written with non-temporal
+    stores)."""
 
 def avg_pool_backward(
     grad_out: npt.NDArray[np.floating],

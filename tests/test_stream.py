@@ -1,0 +1,115 @@
+"""Streaming output of the max backward: into a caller's ``out=`` of at
+least ``_stream_min()`` bytes (16 MiB by default) with planes of up to
+256 KiB, each plane is zeroed and accumulated in a per-thread buffer and
+written with non-temporal stores.  These tests lower the threshold to 0 so
+that every such call streams, and compare with the reference backend at 1
+and 2 threads: planes adjacent in memory (one run per thread), planes with
+gaps between them (the run breaks at each), planes too large for the
+buffer (stored directly), channels-last gradients (never streamed), and
+fresh results (never streamed)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cypool
+from conftest import requires_compiled
+
+pytestmark = requires_compiled
+
+
+@pytest.fixture
+def stream_everything():
+    from cypool._compiled import _kernels
+    old = _kernels._stream_min(0)
+    try:
+        with cypool.backend("compiled"):
+            yield
+    finally:
+        _kernels._stream_min(old)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    old = cypool.get_num_threads()
+    cypool.set_num_threads(request.param)
+    yield request.param
+    cypool.set_num_threads(old)
+
+
+def _ref(fn, *args, **kw):
+    with cypool.backend("reference"):
+        return fn(*args, **kw)
+
+
+def test_default_threshold():
+    code = ("from cypool._compiled import _kernels; import platform; "
+            "print(_kernels._stream_min(), platform.machine())")
+    got, machine = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                  text=True, check=True).stdout.split()
+    if machine.lower() in ("x86_64", "amd64", "i686", "x86"):
+        assert int(got) == 16 << 20
+    else:
+        assert int(got) in (0, 16 << 20)
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (2, 3, 17, 23), (1, 2, 300, 300),
+                                   (1, 1, 200, 400), (3, 4, 3, 3)])
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_backward_into_out(threads, shape, k, s, p, dtype):
+    """(1, 1, 200, 400) float64 planes are 640 KB, more than a streamed plane
+    may take: that call stores directly."""
+    rng = np.random.default_rng(abs(hash((shape, k, s, p))) % 2**32)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[::37] = 0.5        # ties: several outputs share an argmax
+    v, idx = cypool.max_pool2d(x, k, s, p, return_indices=True)
+    g = rng.standard_normal(v.shape).astype(dtype)
+    out = np.full(x.shape, 99, dtype)
+    got = cypool.max_pool2d_backward(g, idx, x.shape, k, s, p, out=out)
+    assert got is out
+    np.testing.assert_allclose(out, _ref(cypool.max_pool2d_backward, g, idx, x.shape,
+                                         k, s, p), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.usefixtures("stream_everything")
+def test_max_backward_fresh_and_channels_last(threads):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 20, 22)).astype(np.float32)
+    v, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
+    g = rng.standard_normal(v.shape).astype(np.float32)
+    want = _ref(cypool.max_pool2d_backward, g, idx, x.shape, 3, 2, 1)
+    np.testing.assert_allclose(cypool.max_pool2d_backward(g, idx, x.shape, 3, 2, 1), want)
+    gl, il = np.moveaxis(g, 1, -1).copy(), np.moveaxis(idx, 1, -1).copy()
+    out = np.full((2, 20, 22, 3), 99, np.float32)
+    cypool.max_pool2d_backward(gl, il, (2, 20, 22, 3), 3, 2, 1, channels_last=True,
+                               out=out)
+    np.testing.assert_allclose(np.moveaxis(out, -1, 1), want)
+
+
+@pytest.mark.usefixtures("stream_everything")
+def test_kernel_into_planes_with_gaps(threads):
+    """The public function takes a C-contiguous ``out`` only; the kernel takes
+    any grad_in whose planes have uniform strides, and a streamer's run
+    breaks where the next plane does not follow the last."""
+    from cypool._compiled import _kernels
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)
+    v, idx = cypool.max_pool2d(x, 2, 2, return_indices=True)
+    g = rng.standard_normal(v.shape).astype(np.float32)
+    big = np.full((2, 5, 1, 20, 20), 3.0, np.float32)
+    gin = big[:, 1:4]
+    assert _kernels.max_pool_backward(g[:, :, None], idx[:, :, None], gin, threads,
+                                      stream=True)
+    np.testing.assert_allclose(gin[:, :, 0],
+                               _ref(cypool.max_pool2d_backward, g, idx, x.shape, 2, 2))
+    assert (big[:, 0] == 3).all() and (big[:, 4] == 3).all()
+    # a bad index is still reported, and nothing is written out of bounds
+    bad = idx.copy()
+    bad[1, 2, 3, 4] = 400
+    assert not _kernels.max_pool_backward(g[:, :, None], bad[:, :, None], gin, threads,
+                                          stream=True)
+    assert (big[:, 0] == 3).all() and (big[:, 4] == 3).all()
