@@ -1897,6 +1897,24 @@ cdef inline int64_t _int_quot_pow2(int64_t s, int sh, bint nearest) noexcept nog
     return q + ((r != 0) & (s < 0))
 
 
+cdef inline int64_t _int_quot_small(int64_t s, int64_t d, bint nearest) noexcept nogil:
+    """``_int_quot(s, d, nearest)`` for |s| < 2**53 and 1 <= d < 2**53,
+    branch-free (the loops over a row of quotients vectorise): the double
+    quotient is within 1 of the floor, so one correction step each way
+    makes it exact."""
+    cdef int64_t q = <int64_t>(<double>s / <double>d)
+    cdef int64_t r = s - q * d
+    cdef int64_t m = r < 0
+    q -= m
+    r += m * d
+    m = r >= d
+    q += m
+    r -= m * d
+    if nearest:
+        return q + ((r > d - r) | ((r == d - r) & (q & 1)))
+    return q + ((r != 0) & (s < 0))
+
+
 cdef inline int64_t _avg_div(const Geo* g, const int64_t* fac, int64_t override,
                              Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
     if override != 0:
@@ -1941,13 +1959,69 @@ cdef inline void _avg_int_item(const int_t* x, int_t* out, const Geo* g,
                     + ow * g.os[4]] = <int_t>_int_quot(<int64_t>acc, dv, nearest)
 
 
+cdef inline void _avg_int_tiled_row(const int_t* base, const Geo* g,
+                                    Py_ssize_t d0, Py_ssize_t dlo, Py_ssize_t dhi,
+                                    Py_ssize_t h0, Py_ssize_t hlo, Py_ssize_t hhi,
+                                    Py_ssize_t a, Py_ssize_t b, Py_ssize_t CC,
+                                    uint64_t* acc, int32_t* vs) noexcept nogil:
+    """Window sums of outputs [a, b) of one row into ``acc`` for windows
+    that tile W (see ``_avg_int_rows_item``)."""
+    cdef Py_ssize_t S = g.st[2], L = (b - a) * S * CC, q, j, kw, cc, kd, kh
+    cdef const int_t* row
+    cdef const int32_t* v
+    cdef uint64_t t
+    cdef bint first = True
+    for kd in range(dlo, dhi):
+        for kh in range(hlo, hhi):
+            row = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3] + a * S * CC
+            if first:
+                for q in range(L):
+                    vs[q] = <int32_t>row[q]
+                first = False
+            else:
+                for q in range(L):
+                    vs[q] = vs[q] + <int32_t>row[q]
+    if first:
+        for q in range(L):
+            vs[q] = 0
+    if CC == 1 and S == 2:
+        for j in range(b - a):
+            acc[j] = <uint64_t>(<int64_t>vs[2 * j] + <int64_t>vs[2 * j + 1])
+    elif CC == 3 and S == 2:
+        for j in range(b - a):
+            v = vs + 6 * j
+            acc[3 * j] = <uint64_t>(<int64_t>v[0] + <int64_t>v[3])
+            acc[3 * j + 1] = <uint64_t>(<int64_t>v[1] + <int64_t>v[4])
+            acc[3 * j + 2] = <uint64_t>(<int64_t>v[2] + <int64_t>v[5])
+    else:
+        for j in range(b - a):
+            v = vs + j * S * CC
+            for cc in range(CC):
+                t = 0
+                for kw in range(S):
+                    t = t + <uint64_t>(<int64_t>v[kw * CC + cc])
+                acc[j * CC + cc] = t
+
+
 cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
                                     const int64_t* fac, int64_t override,
                                     bint nearest, bint cl, Py_ssize_t it,
-                                    uint64_t* acc) noexcept nogil:
+                                    uint64_t* acc, int32_t* vs,
+                                    bint wuni) noexcept nogil:
     """A run of outputs of one row (all channels when ``cl``) summed in the
     64-bit row buffer ``acc``, tap by tap over the in-bounds input rows, then
-    divided: no per-output bookkeeping."""
+    divided: no per-output bookkeeping.
+
+    ``vs`` (not NULL: 8/16-bit data, windows that tile W without padding,
+    rows contiguous; see ``_avg_fwd_int``): the in-bounds input rows are
+    first added element-wise into the 32-bit buffer ``vs`` (one contiguous,
+    vectorised pass per row, for any number of channels), then each output
+    sums its S pixels of ``vs``.  Integer sums: the same values in any
+    order.
+
+    ``wuni``: every output column has the same W divisor factor (or there is
+    an override), so a row divides by one divisor; with the row's outputs
+    contiguous the quotients then run as one branch-free loop."""
     cdef Py_ssize_t n, c = 0, od, oh0, oh1, oh, a, b, ow, j, cc, CC, cs
     cdef Py_ssize_t kd, kh, kw, dlo, dhi, hlo, hhi, lo, hi, off, d0, h0
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], ws = g.xs[4], os4 = g.os[4]
@@ -1956,6 +2030,7 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     cdef const int_t* src
     cdef uint64_t* dst
     cdef int_t* orow
+    cdef int_t* o
     cdef int64_t dv, last = 0
     cdef int sh = 0
     if cl:
@@ -1969,12 +2044,20 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     base = x + n * g.xs[0] + c * g.xs[1]
     d0 = od * g.st[0] - g.pd[0]
     _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
+    if vs != NULL and b * S > g.isz[2]:
+        vs = NULL     # a window clipped by the row's end (ceil mode)
     for oh in range(oh0, oh1):
-        for j in range((b - a) * CC):
-            acc[j] = 0
         h0 = oh * g.st[1] - g.pd[1]
         _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        if vs != NULL:
+            _avg_int_tiled_row(base, g, d0, dlo, dhi, h0, hlo, hhi, a, b, CC,
+                               acc, vs)
+        else:
+            for j in range((b - a) * CC):
+                acc[j] = 0
         for kd in range(dlo, dhi):
+            if vs != NULL:
+                break
             for kh in range(hlo, hhi):
                 row = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
                 for kw in range(g.kw0, g.kw0 + g.kwn):
@@ -1998,6 +2081,20 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
                             for cc in range(CC):
                                 dst[cc] += <uint64_t>(<int64_t>src[cc * cs])
         orow = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+        if wuni and os4 == CC and (CC == 1 or g.os[1] == 1):
+            dv = _avg_div(g, fac, override, od, oh, a)
+            sh = _log2_exact(dv)
+            o = orow + a * os4
+            if sh > 0:
+                for j in range((b - a) * CC):
+                    o[j] = <int_t>_int_quot_pow2(<int64_t>acc[j], sh, nearest)
+                continue
+            if (int_t is not int32_t and int_t is not int64_t and 0 < dv < (<int64_t>1 << 53)
+                    and g.rmax < 32768 and g.ks[2] <= 4096):
+                # |sums| <= 2**15 * 2**12 * 2**16 < 2**53
+                for j in range((b - a) * CC):
+                    o[j] = <int_t>_int_quot_small(<int64_t>acc[j], dv, nearest)
+                continue
         for ow in range(a, b):
             dv = _avg_div(g, fac, override, od, oh, ow)
             if dv != last:
@@ -2015,20 +2112,39 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
 
 cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
                       int64_t override, bint nearest, bint cl) noexcept nogil:
-    cdef Py_ssize_t nitems, it, per = 0
+    cdef Py_ssize_t nitems, it, per = 0, vs_off = 0
     cdef Py_ssize_t CC = g.C if cl else 1
+    cdef bint tiled = False
+    cdef bint wuni = override != 0
     cdef bint rows = not g.sparse
     cdef int64_t* fac = _avg_factors(g, include_pad)
     cdef char* scratch = NULL
     cdef int tid
     if fac == NULL:
         return -1
+    if not wuni:
+        wuni = True
+        for it in range(1, g.osz[2]):
+            wuni = wuni and fac[g.osz[0] + g.osz[1] + it] == fac[g.osz[0] + g.osz[1]]
     if rows:
         # the row buffer of one item: chunk * channels 64-bit sums, bounded
         if g.chunk * CC > 16384:
             g.chunk = _imax(1, 16384 // CC)
             g.nchunk = (g.osz[2] + g.chunk - 1) // g.chunk
+        # windows tiling W (kernel == stride, no padding, every tap in
+        # bounds for some output) over rows whose pixels are contiguous, of
+        # 8/16-bit data whose column sums fit 32 bits: vertical sums first
+        tiled = (int_t is not int32_t and int_t is not int64_t
+                 and g.ks[2] == g.st[2] and g.pd[2] == 0 and g.kw0 == 0
+                 and g.kwn == g.ks[2] and g.rmax < 32768 and g.st[2] <= 4096
+                 and g.xs[4] == CC and (CC == 1 or g.xs[1] == 1))
+        if tiled and g.chunk * CC * g.st[2] > 32768:
+            g.chunk = _imax(1, 32768 // (CC * g.st[2]))
+            g.nchunk = (g.osz[2] + g.chunk - 1) // g.chunk
         per = _lines(g.chunk * CC * sizeof(uint64_t))
+        vs_off = per
+        if tiled:
+            per += _lines(g.chunk * CC * g.st[2] * sizeof(int32_t))
         scratch = <char*>malloc(per * g.nthreads + LINE)
         if scratch == NULL:
             free(fac)
@@ -2039,7 +2155,9 @@ cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
         for it in prange(nitems, schedule='static'):
             if rows:
                 _avg_int_rows_item(x, out, g, fac, override, nearest, cl, it,
-                                   <uint64_t*>(_aligned(scratch) + tid * per))
+                                   <uint64_t*>(_aligned(scratch) + tid * per),
+                                   <int32_t*>(_aligned(scratch) + tid * per + vs_off)
+                                   if tiled else NULL, wuni)
             else:
                 _avg_int_item(x, out, g, fac, override, nearest, cl, it)
     free(scratch)
