@@ -1236,8 +1236,77 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                         oi, g, n, od, oh, ow)
 
 
+cdef inline void _max_cl_tiled_row(const pool_t* x, pool_t* o, const Geo* g,
+                                   Py_ssize_t n, Py_ssize_t d0, Py_ssize_t dlo,
+                                   Py_ssize_t dhi, Py_ssize_t oh, Py_ssize_t a,
+                                   Py_ssize_t b, pool_t* vm) noexcept nogil:
+    """Outputs [a, b) (all channels, ``o`` their first) of one row of
+    integer data whose windows tile W (see ``_max_fwd_cl``): the in-bounds
+    window rows are first reduced element-wise into ``vm`` (contiguous
+    passes, vectorised for any channel count), then each output takes the
+    max of its S pixels.  Integer maxima do not depend on the order."""
+    cdef Py_ssize_t S = g.st[2], C = g.C, L = (b - a) * g.st[2] * g.C
+    cdef Py_ssize_t kd, kh, hlo, hhi, q, j, c, kw, h0
+    cdef const pool_t* row
+    cdef const pool_t* prev = NULL
+    cdef const pool_t* v
+    cdef pool_t m, t
+    cdef bint have = False
+    h0 = oh * g.st[1] - g.pd[1]
+    _tap_range(h0, g.ks[1], g.dl[1], g.isz[1], &hlo, &hhi)
+    for kd in range(dlo, dhi):
+        for kh in range(hlo, hhi):
+            row = (x + n * g.xs[0] + (d0 + kd * g.dl[0]) * g.xs[2]
+                   + (h0 + kh * g.dl[1]) * g.xs[3] + a * S * C)
+            if prev == NULL and not have:
+                prev = row          # held until a second row comes
+            elif not have:
+                for q in range(L):
+                    m = prev[q]
+                    t = row[q]
+                    vm[q] = t if t > m else m
+                have = True
+            else:
+                for q in range(L):
+                    m = vm[q]
+                    t = row[q]
+                    vm[q] = t if t > m else m
+    if not have:
+        if prev == NULL:
+            for q in range((b - a) * C):
+                o[q] = _lowest(<pool_t>0)
+            return
+        v = prev
+    else:
+        v = vm
+    if C == 3 and S == 2:
+        for j in range(b - a):
+            m = v[6 * j]
+            t = v[6 * j + 3]
+            o[3 * j] = t if t > m else m
+            m = v[6 * j + 1]
+            t = v[6 * j + 4]
+            o[3 * j + 1] = t if t > m else m
+            m = v[6 * j + 2]
+            t = v[6 * j + 5]
+            o[3 * j + 2] = t if t > m else m
+    elif C == 1 and S == 2:
+        for j in range(b - a):
+            m = v[2 * j]
+            t = v[2 * j + 1]
+            o[j] = t if t > m else m
+    else:
+        for j in range(b - a):
+            for c in range(C):
+                m = v[j * S * C + c]
+                for kw in range(1, S):
+                    t = v[(j * S + kw) * C + c]
+                    m = t if t > m else m
+                o[j * C + c] = m
+
+
 cdef inline void _max_cl_rows_item(const pool_t* x, pool_t* out, const Geo* g,
-                                   Py_ssize_t it) noexcept nogil:
+                                   Py_ssize_t it, pool_t* vm) noexcept nogil:
     """Values only: one output row of all channels at a time.  The row
     (``(b - a) * C`` contiguous outputs) starts at the lowest value, then
     every in-bounds input row of the window (scan order) and every W tap of
@@ -1245,14 +1314,20 @@ cdef inline void _max_cl_rows_item(const pool_t* x, pool_t* out, const Geo* g,
     its taps in PyTorch's order, and there is no per-output bookkeeping
     (small C, e.g. RGB images, is as cheap per element as large C).  Each
     row runs first with the branch-free select that assumes no NaN, and
-    again with PyTorch's rule if a NaN went by."""
+    again with PyTorch's rule if a NaN went by.  ``vm`` not NULL: integer
+    windows that tile W, ``_max_cl_tiled_row``."""
     cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, d0, dlo, dhi
     cdef pool_t* orow
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
     d0 = od * g.st[0] - g.pd[0]
     _tap_range(d0, g.ks[0], g.dl[0], g.isz[0], &dlo, &dhi)
+    if vm != NULL and b * g.st[2] > g.isz[2]:
+        vm = NULL     # a window clipped by the row's end (ceil mode)
     for oh in range(oh0, oh1):
         orow = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
+        if vm != NULL:
+            _max_cl_tiled_row(x, orow + a * g.C, g, n, d0, dlo, dhi, oh, a, b, vm)
+            continue
         if _max_cl_row(<_Fast*>NULL, x, orow, g, n, d0, dlo, dhi, oh, a, b):
             _max_cl_row(<_Exact*>NULL, x, orow, g, n, d0, dlo, dhi, oh, a, b)
 
@@ -1342,17 +1417,40 @@ cdef inline bint _max_cl_row(mode_t* mode, const pool_t* x, pool_t* orow,
 
 cdef int _max_fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
                      Geo* g) noexcept nogil:
-    cdef Py_ssize_t nitems = g.N * g.osz[0] * g.nband * g.nchunk
-    cdef Py_ssize_t it
+    cdef Py_ssize_t nitems
+    cdef Py_ssize_t it, per = 0
+    cdef char* scratch = NULL
+    cdef int tid
     # few channels: whole output rows (per-output bookkeeping would dominate);
     # many: one output position at a time, its channels kept in cache
     cdef bint rows = idx == NULL and not g.sparse and g.C < 16
+    # integer data whose windows tile W (kernel == stride, no padding or
+    # dilation, every tap in bounds for some output), pixels and output
+    # rows contiguous: window rows reduced element-wise first
+    cdef bint tiled = (rows and pool_t is not float and pool_t is not double
+                       and g.ks[2] == g.st[2] and g.pd[2] == 0 and g.dl[2] == 1
+                       and g.kw0 == 0 and g.kwn == g.ks[2] and g.xs[1] == 1
+                       and g.xs[4] == g.C and g.os[1] == 1 and g.os[4] == g.C
+                       and g.st[2] <= 4096)
+    if tiled:
+        if g.chunk * g.C * g.st[2] > 65536:
+            g.chunk = _imax(1, 65536 // (g.C * g.st[2]))
+            g.nchunk = (g.osz[2] + g.chunk - 1) // g.chunk
+        per = _lines(g.chunk * g.C * g.st[2] * sizeof(pool_t))
+        scratch = <char*>malloc(per * g.nthreads + LINE)
+        if scratch == NULL:
+            return -1
+    nitems = g.N * g.osz[0] * g.nband * g.nchunk
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
         for it in prange(nitems, schedule='static'):
             if rows:
-                _max_cl_rows_item(x, out, g, it)
+                _max_cl_rows_item(x, out, g, it,
+                                  <pool_t*>(_aligned(scratch) + tid * per)
+                                  if tiled else NULL)
             else:
                 _max_cl_item(x, out, idx, g, it)
+    free(scratch)
     return 0
 
 
