@@ -338,6 +338,59 @@ cdef inline bint _max_win(mode_t* mode, pool_t* o, const pool_t* r0,
     return nf
 
 
+cdef inline bint _max_win1(mode_t* mode, pool_t* o, const pool_t* r0,
+                           Py_ssize_t S, Py_ssize_t K, Py_ssize_t n) noexcept nogil:
+    """A window of one input row and K = 2 or 3 consecutive taps (1-d
+    pooling, or kernels of height 1), cut as ``_head_len`` says: written
+    once, without the lowest-value fill and read-back of the tap passes."""
+    cdef Py_ssize_t B = 64 // sizeof(pool_t)
+    cdef Py_ssize_t h, t
+    cdef bint nf
+    if n <= B + 1:
+        return _max_win1_run(mode, o, r0, S, K, n)
+    h = _head_len(n, B)
+    nf = _max_win1_run(mode, o, r0, S, K, h)
+    if h < n:
+        t = n - (B + 1)
+        nf |= _max_win1_run(mode, o + t, r0 + t * S, S, K, B + 1)
+    return nf
+
+
+cdef inline bint _max_win1_run(mode_t* mode, pool_t* o, const pool_t* r0,
+                               Py_ssize_t S, Py_ssize_t K,
+                               Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    if K == 2 and S == 2:
+        for j in range(n):
+            m = r0[2 * j]; sm = m
+            _sel(mode, r0[2 * j + 1], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    elif K == 2 and S == 1:
+        for j in range(n):
+            m = r0[j]; sm = m
+            _sel(mode, r0[j + 1], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    elif S == 2:
+        for j in range(n):
+            m = r0[2 * j]; sm = m
+            _sel(mode, r0[2 * j + 1], &m, &sm)
+            _sel(mode, r0[2 * j + 2], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    else:
+        for j in range(n):
+            m = r0[j]; sm = m
+            _sel(mode, r0[j + 1], &m, &sm)
+            _sel(mode, r0[j + 2], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    return nf
+
+
 cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
                               const pool_t* r1, const pool_t* r2, Py_ssize_t S,
                               Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
@@ -816,6 +869,15 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
         lo = ia * S - P - w0
         nf = _max_win(mode, o + (ia - a), rows[0] + lo, rows[1] + lo,
                       rows[K - 1] + lo, S, K, ib - ia)
+        for j in range(ia - a):
+            o[j] = low
+        for j in range(ib - a, n):
+            o[j] = low
+    elif (oi == NULL and grouped and nr == 1 and (K == 2 or K == 3) and ia < ib
+            and K == g.ks[2]):
+        # one input row (1-d pooling): the same, row by row
+        whole = True
+        nf = _max_win1(mode, o + (ia - a), rows[0] + (ia * S - P - w0), S, K, ib - ia)
         for j in range(ia - a):
             o[j] = low
         for j in range(ib - a, n):
@@ -1688,6 +1750,41 @@ cdef inline void _avg_divide(const Geo* g, const Plan* pl, real_t* o,
                 o[j] = o[j] / <real_t>(fdh * fw[j])
 
 
+cdef inline void _avg_win1(real_t* o, const real_t* r0, Py_ssize_t S,
+                           Py_ssize_t K, Py_ssize_t n) noexcept nogil:
+    """Sums of windows of one input row and K = 2 or 3 consecutive taps,
+    cut as ``_head_len`` says, in the general path's order (from 0, taps left
+    to right), stored once."""
+    cdef Py_ssize_t B = 64 // sizeof(real_t)
+    cdef Py_ssize_t h, t
+    if n <= B + 1:
+        _avg_win1_run(o, r0, S, K, n)
+        return
+    h = _head_len(n, B)
+    _avg_win1_run(o, r0, S, K, h)
+    if h < n:
+        t = n - (B + 1)
+        _avg_win1_run(o + t, r0 + t * S, S, K, B + 1)
+
+
+cdef inline void _avg_win1_run(real_t* o, const real_t* r0, Py_ssize_t S,
+                               Py_ssize_t K, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef real_t z = 0
+    if K == 2 and S == 2:
+        for j in range(n):
+            o[j] = z + r0[2 * j] + r0[2 * j + 1]
+    elif K == 2 and S == 1:
+        for j in range(n):
+            o[j] = z + r0[j] + r0[j + 1]
+    elif S == 2:
+        for j in range(n):
+            o[j] = z + r0[2 * j] + r0[2 * j + 1] + r0[2 * j + 2]
+    else:
+        for j in range(n):
+            o[j] = z + r0[j] + r0[j + 1] + r0[j + 2]
+
+
 cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                           Py_ssize_t nr, Py_ssize_t w0, Py_ssize_t a,
                           Py_ssize_t b, Py_ssize_t od, Py_ssize_t oh,
@@ -1697,6 +1794,7 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
     cdef Py_ssize_t P = g.pd[2] - g.kw0  # taps renumbered from kw0
     cdef Py_ssize_t n = b - a, ia, ib, r, kw, gsz, lo, hi, seg, sa, sb, j, k0, k1
     cdef real_t acc
+    cdef bint whole1 = False
     if g.sparse:
         # output by output over its in-bounds taps (scattered huge kernels)
         for j in range(n):
@@ -1709,14 +1807,23 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                     acc = acc + rows[r][lo + kw - w0]
             o[j] = acc
     else:
-        for j in range(n):
-            o[j] = 0
         ia = _imax(a, pl.ilo)
         ib = _imin(b, pl.ihi)
         if ib < ia:
             ib = ia
+        if nr == 1 and (K == 2 or K == 3) and ia < ib and S <= 2:
+            # one input row (1-d pooling): interior sums stored once
+            for j in range(ia - a):
+                o[j] = 0
+            for j in range(ib - a, n):
+                o[j] = 0
+            _avg_win1(o + (ia - a), rows[0] + (ia * S - P - w0), S, K, ib - ia)
+            whole1 = True   # only the border columns remain, below
+        else:
+            for j in range(n):
+                o[j] = 0
         for r in range(nr):
-            if ia < ib:
+            if ia < ib and not whole1:
                 kw = 0
                 while kw < K:
                     gsz = _imin(3, K - kw)
