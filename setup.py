@@ -185,6 +185,11 @@ class BuildExt(build_ext):
             # NaN tests of max pooling) and never -march=native in wheels.
             base = ["-O3", "-fno-math-errno", "-Wno-unused-function",
                     "-Wno-unreachable-code"]
+            if not _env_flag("CYPOOL_CYTHON_DEBUG"):
+                # no debug information (Python's CFLAGS ask for -g): the
+                # kernels' fused specialisations made it 90% of each module
+                # and a third of the compile time
+                base.append("-g0")
         omp_c, omp_l = [], []
         if OPENMP_MODE != "0":
             for cflags, lflags in _openmp_flags(self.compiler):
