@@ -33,3 +33,23 @@ def each_backend(request):
     """Run the test once under every backend that can load."""
     with cypool.backend(request.param):
         yield request.param
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    """Run the test with cypool's thread count set to 1, then 2."""
+    old = cypool.get_num_threads()
+    cypool.set_num_threads(request.param)
+    yield request.param
+    cypool.set_num_threads(old)
+
+
+def both_backends_equal(fn, x, *args, **kw):
+    """``fn(x, ...)`` under the compiled backend equals the reference
+    backend's result exactly."""
+    import numpy as np
+    with cypool.backend("reference"):
+        want = fn(x, *args, **kw)
+    with cypool.backend("compiled"):
+        got = fn(x, *args, **kw)
+    np.testing.assert_array_equal(got, want)

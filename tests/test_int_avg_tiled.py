@@ -13,28 +13,11 @@ import numpy as np
 import pytest
 
 import cypool
-from conftest import requires_compiled
+from conftest import both_backends_equal as _both, requires_compiled
 
 pytestmark = requires_compiled
 
 DTYPES = [np.uint8, np.int8, np.uint16, np.int16]
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    old = cypool.get_num_threads()
-    cypool.set_num_threads(request.param)
-    yield request.param
-    cypool.set_num_threads(old)
-
-
-def _both(fn, x, *args, **kw):
-    with cypool.backend("reference"):
-        want = fn(x, *args, **kw)
-    with cypool.backend("compiled"):
-        got = fn(x, *args, **kw)
-    np.testing.assert_array_equal(got, want)
-    return got
 
 
 def _data(rng, shape, dtype, extreme=False):

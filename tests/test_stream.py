@@ -3,9 +3,9 @@ least ``_stream_min()`` bytes (16 MiB by default) with planes of up to
 256 KiB, each plane is zeroed and accumulated in a per-thread buffer and
 written with non-temporal stores.  These tests lower the threshold to 0 so
 that every such call streams, and compare with the reference backend at 1
-and 2 threads: planes adjacent in memory (one run per thread), planes with
-gaps between them (the run breaks at each), planes too large for the
-buffer (stored directly), channels-last gradients (never streamed), and
+and 2 threads: planes adjacent in memory, planes with gaps between them
+(each copied to its own place), planes too large for the buffer (stored
+directly), channels-last gradients (never streamed), and
 fresh results (never streamed)."""
 
 import subprocess
@@ -29,14 +29,6 @@ def stream_everything():
             yield
     finally:
         _kernels._stream_min(old)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    old = cypool.get_num_threads()
-    cypool.set_num_threads(request.param)
-    yield request.param
-    cypool.set_num_threads(old)
 
 
 def _ref(fn, *args, **kw):
@@ -93,8 +85,8 @@ def test_max_backward_fresh_and_channels_last(threads):
 @pytest.mark.usefixtures("stream_everything")
 def test_kernel_into_planes_with_gaps(threads):
     """The public function takes a C-contiguous ``out`` only; the kernel takes
-    any grad_in whose planes have uniform strides, and a streamer's run
-    breaks where the next plane does not follow the last."""
+    any grad_in whose planes have uniform strides: each plane's copy must
+    land on that plane only."""
     from cypool._compiled import _kernels
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 3, 20, 20)).astype(np.float32)

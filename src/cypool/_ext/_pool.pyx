@@ -39,13 +39,8 @@ cdef extern from "omp_shim.h" nogil:
     int CYPOOL_HAVE_OPENMP
     void cypool_prefetch(const void* p)
     int CYPOOL_HAVE_STREAM
-    ctypedef struct cypool_streamer:
-        char* dst
-        char* buf
-        size_t fill
-        size_t cap
-    char* cypool_stream_reserve(cypool_streamer* s, char* dst, size_t n)
-    void cypool_stream_end(cypool_streamer* s)
+    void cypool_stream_copy(char* dst, const char* src, size_t n)
+    void cypool_sfence()
 
 
 ctypedef fused pool_t:
@@ -105,8 +100,8 @@ cdef struct Geo:
     Py_ssize_t kw0       # first W tap that is in bounds for some output
     Py_ssize_t kwn       # number of W taps from kw0 that can be in bounds
     bint sparse          # W taps too scattered for tap-major passes
-    bint stream          # write the output through non-temporal stores
-                         # (``_streamers``; max backward only)
+    bint stream          # build output planes in a per-thread buffer and
+                         # write them with non-temporal stores (max backward)
     bint square          # 2x2 / 3x3 window over H and W, unit dilation,
                          # W stride 1 or 2 (and, once the strides are
                          # known, W-contiguous input): the whole-window
@@ -322,43 +317,38 @@ cdef inline Py_ssize_t _head_len(Py_ssize_t n, Py_ssize_t B) noexcept nogil:
 
 cdef inline bint _max_win(mode_t* mode, pool_t* o, const pool_t* r0,
                           const pool_t* r1, const pool_t* r2, Py_ssize_t S,
-                          Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
-    """``_max_win_run`` cut as ``_head_len`` says."""
+                          Py_ssize_t kk, Py_ssize_t R, Py_ssize_t n) noexcept nogil:
+    """Whole windows of R input rows (R = kk: ``_max_win_run``; R = 1, 1-d
+    pooling or kernels one row high: ``_max_win1_run``, r0 only), cut as
+    ``_head_len`` says."""
     cdef Py_ssize_t B = 64 // sizeof(pool_t)
     cdef Py_ssize_t h, t
     cdef bint nf
     if n <= B + 1:
-        return _max_win_run(mode, o, r0, r1, r2, S, kk, n)
+        return _max_win_rows(mode, o, r0, r1, r2, S, kk, R, n)
     h = _head_len(n, B)
-    nf = _max_win_run(mode, o, r0, r1, r2, S, kk, h)
+    nf = _max_win_rows(mode, o, r0, r1, r2, S, kk, R, h)
     if h < n:
         t = n - (B + 1)
-        nf |= _max_win_run(mode, o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk,
-                           B + 1)
+        nf |= _max_win_rows(mode, o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk, R,
+                            B + 1)
     return nf
 
 
-cdef inline bint _max_win1(mode_t* mode, pool_t* o, const pool_t* r0,
-                           Py_ssize_t S, Py_ssize_t K, Py_ssize_t n) noexcept nogil:
-    """A window of one input row and K = 2 or 3 consecutive taps (1-d
-    pooling, or kernels of height 1), cut as ``_head_len`` says: written
-    once, without the lowest-value fill and read-back of the tap passes."""
-    cdef Py_ssize_t B = 64 // sizeof(pool_t)
-    cdef Py_ssize_t h, t
-    cdef bint nf
-    if n <= B + 1:
-        return _max_win1_run(mode, o, r0, S, K, n)
-    h = _head_len(n, B)
-    nf = _max_win1_run(mode, o, r0, S, K, h)
-    if h < n:
-        t = n - (B + 1)
-        nf |= _max_win1_run(mode, o + t, r0 + t * S, S, K, B + 1)
-    return nf
+cdef inline bint _max_win_rows(mode_t* mode, pool_t* o, const pool_t* r0,
+                               const pool_t* r1, const pool_t* r2, Py_ssize_t S,
+                               Py_ssize_t kk, Py_ssize_t R,
+                               Py_ssize_t n) noexcept nogil:
+    if R == 1:
+        return _max_win1_run(mode, o, r0, S, kk, n)
+    return _max_win_run(mode, o, r0, r1, r2, S, kk, n)
 
 
 cdef inline bint _max_win1_run(mode_t* mode, pool_t* o, const pool_t* r0,
                                Py_ssize_t S, Py_ssize_t K,
                                Py_ssize_t n) noexcept nogil:
+    """Windows of one input row and K = 2 or 3 consecutive taps, written
+    once (no lowest-value fill and read-back of the tap passes)."""
     cdef Py_ssize_t j
     cdef pool_t m, sm
     cdef bint nf = 0
@@ -745,17 +735,15 @@ cdef inline void _bind(Scratch* sc, const Scratch* layout, char* base) noexcept 
 
 # ------------------------------------------------------ streaming output
 # A kernel may write an output of at least ``_STREAM_MIN`` bytes (far beyond
-# the caches, where it is not read again soon) through one
-# ``cypool_streamer`` per thread (``omp_shim.h``): it builds its part in the
-# streamer's buffer, which goes out with non-temporal stores; that saves the
-# read of every output line that an ordinary store costs.  Used by the max
-# backward into a caller's array, where it also replaces the zero fill's
-# pass.  (Tried on the forward kernels and the average backward: no
-# measurable gain there, so they store directly.)
+# the caches, where it is not read again soon) by building each part in a
+# per-thread buffer and copying it out with non-temporal stores
+# (``cypool_stream_copy``, ``omp_shim.h``); that saves the read of every
+# output line that an ordinary store costs.  Used by the max backward into a
+# caller's array, where it also replaces the zero fill's pass.  (Tried on the
+# forward kernels and the average backward: no measurable gain there, so
+# they store directly.)
 
 cdef Py_ssize_t _STREAM_MIN = 16 << 20
-cdef enum:
-    STREAM_CAP = 16384
 
 
 def _stream_min(Py_ssize_t nbytes=-1):
@@ -772,43 +760,6 @@ def _stream_min(Py_ssize_t nbytes=-1):
 
 cdef bint _wants_stream(cnp.ndarray out) noexcept:
     return CYPOOL_HAVE_STREAM and cnp.PyArray_NBYTES(out) >= _STREAM_MIN
-
-
-cdef char* _streamers(const Geo* g, Py_ssize_t cap,
-                      Py_ssize_t* per_thread) noexcept nogil:
-    """One streamer (a line) and its cap-byte buffer per thread, or NULL
-    (with ``per_thread`` 0) when ``g.stream`` is off or memory is short:
-    the kernels then store directly."""
-    cdef Py_ssize_t t
-    cdef char* mem
-    cdef cypool_streamer* st
-    per_thread[0] = 0
-    if not g.stream:
-        return NULL
-    per_thread[0] = LINE + _lines(cap)
-    mem = <char*>malloc(per_thread[0] * g.nthreads + LINE)
-    if mem == NULL:
-        per_thread[0] = 0
-        return NULL
-    for t in range(g.nthreads):
-        st = <cypool_streamer*>(_aligned(mem) + t * per_thread[0])
-        st.buf = <char*>st + LINE
-        st.fill = 0
-        st.cap = cap
-        st.dst = NULL
-    return mem
-
-
-cdef inline cypool_streamer* _my_streamer(char* mem, Py_ssize_t per_thread,
-                                          int tid) noexcept nogil:
-    if mem == NULL:
-        return NULL
-    return <cypool_streamer*>(_aligned(mem) + tid * per_thread)
-
-
-cdef inline void _end_stream(cypool_streamer* st) noexcept nogil:
-    if st != NULL:
-        cypool_stream_end(st)
 
 
 # ------------------------------------------------------------ max forward
@@ -868,7 +819,7 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
         whole = True
         lo = ia * S - P - w0
         nf = _max_win(mode, o + (ia - a), rows[0] + lo, rows[1] + lo,
-                      rows[K - 1] + lo, S, K, ib - ia)
+                      rows[K - 1] + lo, S, K, K, ib - ia)
         for j in range(ia - a):
             o[j] = low
         for j in range(ib - a, n):
@@ -877,7 +828,9 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
             and K == g.ks[2]):
         # one input row (1-d pooling): the same, row by row
         whole = True
-        nf = _max_win1(mode, o + (ia - a), rows[0] + (ia * S - P - w0), S, K, ib - ia)
+        lo = ia * S - P - w0
+        nf = _max_win(mode, o + (ia - a), rows[0] + lo, rows[0] + lo, rows[0] + lo, S,
+                      K, 1, ib - ia)
         for j in range(ia - a):
             o[j] = low
         for j in range(ib - a, n):
@@ -1029,9 +982,9 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* r0,
     if ia < ib:
         lo = ia * S - P - w0
         if _max_win(<_Fast*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
-                    r0 + (K - 1) * rs + lo, S, K, ib - ia):
+                    r0 + (K - 1) * rs + lo, S, K, K, ib - ia):
             _max_win(<_Exact*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
-                     r0 + (K - 1) * rs + lo, S, K, ib - ia)
+                     r0 + (K - 1) * rs + lo, S, K, K, ib - ia)
     for j in range(a, ia):
         o[j - a] = _max_edge(r0, rs, w0, K, j * S - P, g.isz[2])
     for j in range(ib, b):
@@ -1750,25 +1703,10 @@ cdef inline void _avg_divide(const Geo* g, const Plan* pl, real_t* o,
                 o[j] = o[j] / <real_t>(fdh * fw[j])
 
 
-cdef inline void _avg_win1(real_t* o, const real_t* r0, Py_ssize_t S,
-                           Py_ssize_t K, Py_ssize_t n) noexcept nogil:
-    """Sums of windows of one input row and K = 2 or 3 consecutive taps,
-    cut as ``_head_len`` says, in the general path's order (from 0, taps left
-    to right), stored once."""
-    cdef Py_ssize_t B = 64 // sizeof(real_t)
-    cdef Py_ssize_t h, t
-    if n <= B + 1:
-        _avg_win1_run(o, r0, S, K, n)
-        return
-    h = _head_len(n, B)
-    _avg_win1_run(o, r0, S, K, h)
-    if h < n:
-        t = n - (B + 1)
-        _avg_win1_run(o + t, r0 + t * S, S, K, B + 1)
-
-
 cdef inline void _avg_win1_run(real_t* o, const real_t* r0, Py_ssize_t S,
                                Py_ssize_t K, Py_ssize_t n) noexcept nogil:
+    """Sums of windows of one input row and K = 2 or 3 consecutive taps, in
+    the general path's order (from 0, taps left to right)."""
     cdef Py_ssize_t j
     cdef real_t z = 0
     if K == 2 and S == 2:
@@ -1817,7 +1755,9 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                 o[j] = 0
             for j in range(ib - a, n):
                 o[j] = 0
-            _avg_win1(o + (ia - a), rows[0] + (ia * S - P - w0), S, K, ib - ia)
+            lo = ia * S - P - w0
+            _avg_win(o + (ia - a), rows[0] + lo, rows[0] + lo, rows[0] + lo, S, K, 1,
+                     ib - ia)
             whole1 = True   # only the border columns remain, below
         else:
             for j in range(n):
@@ -1846,19 +1786,30 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
 
 cdef inline void _avg_win(real_t* o, const real_t* r0, const real_t* r1,
                           const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
-                          Py_ssize_t n) noexcept nogil:
-    """``_avg_win_run`` cut as ``_head_len`` says (each sum is computed
-    from the inputs alone, so an overlapping call rewrites equal values)."""
+                          Py_ssize_t R, Py_ssize_t n) noexcept nogil:
+    """Window sums of R input rows (R = kk: ``_avg_win_run``; R = 1:
+    ``_avg_win1_run``, r0 only) cut as ``_head_len`` says (each sum is
+    computed from the inputs alone, so an overlapping call rewrites equal
+    values)."""
     cdef Py_ssize_t B = 64 // sizeof(real_t)
     cdef Py_ssize_t h, t
     if n <= B + 1:
-        _avg_win_run(o, r0, r1, r2, S, kk, n)
+        _avg_win_rows(o, r0, r1, r2, S, kk, R, n)
         return
     h = _head_len(n, B)
-    _avg_win_run(o, r0, r1, r2, S, kk, h)
+    _avg_win_rows(o, r0, r1, r2, S, kk, R, h)
     if h < n:
         t = n - (B + 1)
-        _avg_win_run(o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk, B + 1)
+        _avg_win_rows(o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk, R, B + 1)
+
+
+cdef inline void _avg_win_rows(real_t* o, const real_t* r0, const real_t* r1,
+                               const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
+                               Py_ssize_t R, Py_ssize_t n) noexcept nogil:
+    if R == 1:
+        _avg_win1_run(o, r0, S, kk, n)
+    else:
+        _avg_win_run(o, r0, r1, r2, S, kk, n)
 
 
 cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
@@ -1940,7 +1891,7 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
         ib = ia
     if ia < ib:
         st = ia * S - P - w0
-        _avg_win(o + (ia - a), r0 + st, r0 + rs + st, r0 + (K - 1) * rs + st, S, K,
+        _avg_win(o + (ia - a), r0 + st, r0 + rs + st, r0 + (K - 1) * rs + st, S, K, K,
                  ib - ia)
     for j in range(a, ia):
         o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
@@ -2260,31 +2211,29 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
         else:
             for j in range((b - a) * CC):
                 acc[j] = 0
-        for kd in range(dlo, dhi):
-            if vs != NULL:
-                break
-            for kh in range(hlo, hhi):
-                row = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
-                for kw in range(g.kw0, g.kw0 + g.kwn):
-                    off = kw - P
-                    lo = _imax(a, _ceildiv(-off, S))
-                    hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
-                    if CC == 1:
-                        for ow in range(lo, hi):
-                            acc[ow - a] += <uint64_t>(<int64_t>row[(ow * S + off) * ws])
-                    elif CC == 3 and cs == 1:  # RGB
-                        for ow in range(lo, hi):
-                            src = row + (ow * S + off) * ws
-                            dst = acc + (ow - a) * 3
-                            dst[0] += <uint64_t>(<int64_t>src[0])
-                            dst[1] += <uint64_t>(<int64_t>src[1])
-                            dst[2] += <uint64_t>(<int64_t>src[2])
-                    else:
-                        for ow in range(lo, hi):
-                            src = row + (ow * S + off) * ws
-                            dst = acc + (ow - a) * CC
-                            for cc in range(CC):
-                                dst[cc] += <uint64_t>(<int64_t>src[cc * cs])
+            for kd in range(dlo, dhi):
+                for kh in range(hlo, hhi):
+                    row = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3]
+                    for kw in range(g.kw0, g.kw0 + g.kwn):
+                        off = kw - P
+                        lo = _imax(a, _ceildiv(-off, S))
+                        hi = _imin(b, _floordiv(g.isz[2] - 1 - off, S) + 1)
+                        if CC == 1:
+                            for ow in range(lo, hi):
+                                acc[ow - a] += <uint64_t>(<int64_t>row[(ow * S + off) * ws])
+                        elif CC == 3 and cs == 1:  # RGB
+                            for ow in range(lo, hi):
+                                src = row + (ow * S + off) * ws
+                                dst = acc + (ow - a) * 3
+                                dst[0] += <uint64_t>(<int64_t>src[0])
+                                dst[1] += <uint64_t>(<int64_t>src[1])
+                                dst[2] += <uint64_t>(<int64_t>src[2])
+                        else:
+                            for ow in range(lo, hi):
+                                src = row + (ow * S + off) * ws
+                                dst = acc + (ow - a) * CC
+                                for cc in range(CC):
+                                    dst[cc] += <uint64_t>(<int64_t>src[cc * cs])
         orow = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
         if wuni and os4 == CC and (CC == 1 or g.os[1] == 1):
             dv = _avg_div(g, fac, override, od, oh, a)
@@ -2377,23 +2326,23 @@ cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
 
 cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
                                 real_t* gi, const Geo* g, Py_ssize_t it,
-                                int* bad, cypool_streamer* st) noexcept nogil:
+                                int* bad, real_t* buf) noexcept nogil:
+    """One plane, zeroed and scattered into; with ``buf`` (a contiguous
+    plane, streaming on) built in ``buf`` and then copied out with
+    non-temporal stores."""
     cdef Py_ssize_t n = it // g.C, c = it % g.C
     cdef Py_ssize_t od, oh, ow, P = g.isz[0] * g.isz[1] * g.isz[2]
     cdef Py_ssize_t e = g.xs[4]
     cdef const real_t* gorow
     cdef const int64_t* irow
     cdef real_t* gp = gi + n * g.xs[0] + c * g.xs[1]
+    cdef real_t* dst = buf if buf != NULL else gp
     cdef int64_t i
     if e == 1:
-        if st != NULL:
-            # the plane is built in the streamer's buffer (it fits: see
-            # max_pool_backward) and streamed out with its neighbours
-            gp = <real_t*>cypool_stream_reserve(st, <char*>gp, P * sizeof(real_t))
-        memset(gp, 0, P * sizeof(real_t))
+        memset(dst, 0, P * sizeof(real_t))
     else:
         for i in range(P):
-            gp[i * e] = 0
+            dst[i * e] = 0
     for od in range(g.osz[0]):
         for oh in range(g.osz[1]):
             gorow = go + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
@@ -2401,16 +2350,18 @@ cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
             for ow in range(g.osz[2]):
                 i = irow[ow * g.js[4]]
                 if <uint64_t>i < <uint64_t>P:
-                    gp[i * e] += gorow[ow * g.os[4]]
+                    dst[i * e] += gorow[ow * g.os[4]]
                 elif i != -1:
                     bad[0] = 1
+    if buf != NULL:
+        cypool_stream_copy(<char*>gp, <const char*>buf, P * sizeof(real_t))
 
 
 cdef int _max_bwd(const real_t* go, const int64_t* idx, real_t* gi,
                   Geo* g) noexcept nogil:
-    cdef Py_ssize_t it, nitems = g.N * g.C, sper
-    cdef char* smem
-    cdef cypool_streamer* st
+    cdef Py_ssize_t it, nitems = g.N * g.C, per = 0
+    cdef char* planes = NULL
+    cdef real_t* buf
     cdef int* bad
     cdef int tid, anybad = 0
     cdef Py_ssize_t slot = LINE // sizeof(int)
@@ -2419,15 +2370,19 @@ cdef int _max_bwd(const real_t* go, const int64_t* idx, real_t* gi,
         return -1
     for tid in range(g.nthreads):
         bad[tid * slot] = 0
-    smem = _streamers(g, _imax(STREAM_CAP, g.isz[0] * g.isz[1] * g.isz[2]
-                               * sizeof(real_t)), &sper)
+    if g.stream:
+        # one plane per thread (at most 256 KiB: see max_pool_backward);
+        # without the memory the planes are written directly
+        per = _lines(g.isz[0] * g.isz[1] * g.isz[2] * sizeof(real_t))
+        planes = <char*>malloc(per * g.nthreads + LINE)
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         tid = cypool_omp_get_thread_num()
-        st = _my_streamer(smem, sper, tid)
+        buf = <real_t*>(_aligned(planes) + tid * per) if planes != NULL else NULL
         for it in prange(nitems, schedule='static'):
-            _max_bwd_plane(go, idx, gi, g, it, bad + tid * slot, st)
-        _end_stream(st)
-    free(smem)
+            _max_bwd_plane(go, idx, gi, g, it, bad + tid * slot, buf)
+        if buf != NULL:
+            cypool_sfence()     # the streamed stores, visible before the join
+    free(planes)
     for tid in range(g.nthreads):
         anybad = anybad | bad[tid * slot]
     free(bad)
@@ -3114,7 +3069,7 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
         g.xs[4] = 1
     _split(&g, g.N * g.C, 1, 1, nthreads,
            <double>g.N * g.C * (g.osz[0] * g.osz[1] * g.osz[2] + g.isz[0] * g.isz[1] * g.isz[2]))
-    # streamed planes are built whole in the streamer's buffer (up to 256 KiB)
+    # streamed planes are built whole in a per-thread buffer (up to 256 KiB)
     g.stream = (stream and _wants_stream(grad_in) and g.xs[4] == 1
                 and g.isz[0] * g.isz[1] * g.isz[2] * cnp.PyArray_ITEMSIZE(grad_in) <= 262144)
     with nogil:

@@ -31,18 +31,13 @@ static inline int cypool_omp_get_max_threads(void) { return 1; }
 
 
 /* Streaming (non-temporal) output.  A kernel whose output is far larger than
- * the caches writes it through a small per-thread buffer that is copied out
- * with non-temporal stores: ordinary stores first read every output line
- * from memory (read for ownership), which for write-heavy kernels (backward
- * passes, same-size outputs) is as much traffic again as the writes.
- *
- * cypool_streamer batches consecutive writes: a kernel asks for room for the
- * next n bytes destined for dst; while dst continues the pending run and the
- * buffer has room, the room follows the pending bytes, otherwise the pending
- * run is copied out first.  Only the first and last line of each run are
- * written with ordinary stores.  cypool_stream_end copies out what is pending
- * and fences, so that the stores are visible before the parallel region ends.
- * Where the instruction set has no such stores the copy is a memcpy. */
+ * the caches may build it in a small per-thread buffer and copy it out with
+ * non-temporal stores: ordinary stores first read every output line from
+ * memory (read for ownership), as much traffic again as the writes.  Only
+ * the first and last line of a copy are written with ordinary stores.  A
+ * thread fences (cypool_sfence) after its last copy, so that the stores are
+ * visible before the parallel region ends.  Where the instruction set has no
+ * such stores the copy is a memcpy. */
 #include <string.h>
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #include <immintrin.h>
@@ -80,34 +75,6 @@ static inline void cypool_sfence(void) {
 #if CYPOOL_HAVE_STREAM
     _mm_sfence();
 #endif
-}
-
-typedef struct {
-    char* dst;      /* where the pending bytes go */
-    char* buf;      /* cap bytes, cache-line aligned */
-    size_t fill;    /* pending bytes */
-    size_t cap;
-} cypool_streamer;
-
-static inline void cypool_stream_flush(cypool_streamer* s) {
-    if (s->fill) cypool_stream_copy(s->dst, s->buf, s->fill);
-    s->fill = 0;
-}
-
-/* Room for the n bytes that belong at dst (n <= cap). */
-static inline char* cypool_stream_reserve(cypool_streamer* s, char* dst, size_t n) {
-    char* p;
-    if (s->fill && (dst != s->dst + s->fill || s->fill + n > s->cap))
-        cypool_stream_flush(s);
-    if (s->fill == 0) s->dst = dst;
-    p = s->buf + s->fill;
-    s->fill += n;
-    return p;
-}
-
-static inline void cypool_stream_end(cypool_streamer* s) {
-    cypool_stream_flush(s);
-    cypool_sfence();
 }
 
 #endif
