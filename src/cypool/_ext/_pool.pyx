@@ -948,47 +948,60 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
         _max_row_mode(<_Exact*>NULL, g, pl, sc, nr, w0, a, b, o, oi)
 
 
-cdef inline pool_t _max_edge(const pool_t* r0, Py_ssize_t rs, Py_ssize_t w0,
-                             Py_ssize_t K, Py_ssize_t start,
-                             Py_ssize_t L) noexcept nogil:
-    """Exact max of one K x K window whose rows are all in bounds, columns
-    ``start .. start+K-1`` clipped to [0, L), in scan order; ``r0[w - w0]``
-    is column ``w`` of the first row, rows ``rs`` apart."""
-    cdef Py_ssize_t r, w
-    cdef pool_t m = _lowest(<pool_t>0)
-    cdef pool_t v
-    for r in range(K):
-        for w in range(_imax(start, 0), _imin(start + K, L)):
-            v = r0[r * rs + w - w0]
-            if _takes(v, m):
-                m = v
-    return m
+cdef inline bint _max_edge(mode_t* mode, const pool_t* p0, const pool_t* p1,
+                           const pool_t* p2, Py_ssize_t w0, Py_ssize_t K,
+                           Py_ssize_t start, Py_ssize_t L,
+                           pool_t* out) noexcept nogil:
+    """Max of one K x K window over rows p0, p1 (and p2 when K is 3), columns
+    ``start .. start+K-1`` clipped to [0, L), in scan order; ``p[w - w0]``
+    is column ``w``.  Branch-free select; returns the NaN alarm (fast mode)."""
+    cdef Py_ssize_t w, lo = _imax(start, 0), hi = _imin(start + K, L)
+    cdef pool_t m, sm
+    if lo >= hi:
+        out[0] = _lowest(<pool_t>0)
+        return 0
+    m = p0[lo - w0]; sm = m
+    for w in range(lo + 1, hi):
+        _sel(mode, p0[w - w0], &m, &sm)
+    for w in range(lo, hi):
+        _sel(mode, p1[w - w0], &m, &sm)
+    if K == 3:
+        for w in range(lo, hi):
+            _sel(mode, p2[w - w0], &m, &sm)
+    out[0] = m
+    return _alarm(mode, sm)
 
 
-cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* r0,
-                                 Py_ssize_t rs, Py_ssize_t w0, Py_ssize_t a,
-                                 Py_ssize_t b, pool_t* o) noexcept nogil:
-    """Output columns [a, b) of a row whose K x K windows (``g.square``)
-    have every input row in bounds; ``r0[w - w0]`` is column ``w`` of the
-    first of them, the others ``rs`` apart (W-contiguous input rows, or rows
-    staged contiguous).  Interior columns in one whole-window pass (NaN-free
-    fast mode, recomputed exactly if a NaN went by), border columns one by
-    one.  This is the hot loop of the common CNN poolings, kept free of
-    per-row bookkeeping."""
-    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2]
+cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* p0,
+                                 const pool_t* p1, const pool_t* p2,
+                                 Py_ssize_t w0, Py_ssize_t a, Py_ssize_t b,
+                                 pool_t* o) noexcept nogil:
+    """Output columns [a, b) of a row of K x K windows (``g.square``) over
+    input rows p0, p1 (and p2 when K is 3); ``p[w - w0]`` is column ``w``
+    (W-contiguous input rows, or rows staged contiguous).  A window cut by
+    the top or bottom edge repeats a neighbouring in-bounds row next to
+    itself: that changes no maximum, no tie and no NaN choice of the scan
+    order (a repeated element right after its own row is never taken over
+    what its first copy gave).  Interior columns in one whole-window pass
+    (NaN-free fast mode, recomputed exactly if a NaN went by), border
+    columns one by one, branch-free.  This is the hot loop of the common
+    CNN poolings, kept free of per-row bookkeeping."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
     cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, lo
     if ib < ia:
         ib = ia
     if ia < ib:
         lo = ia * S - P - w0
-        if _max_win(<_Fast*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
-                    r0 + (K - 1) * rs + lo, S, K, K, ib - ia):
-            _max_win(<_Exact*>NULL, o + (ia - a), r0 + lo, r0 + rs + lo,
-                     r0 + (K - 1) * rs + lo, S, K, K, ib - ia)
+        if _max_win(<_Fast*>NULL, o + (ia - a), p0 + lo, p1 + lo, p2 + lo, S, K, K,
+                    ib - ia):
+            _max_win(<_Exact*>NULL, o + (ia - a), p0 + lo, p1 + lo, p2 + lo, S, K, K,
+                     ib - ia)
     for j in range(a, ia):
-        o[j - a] = _max_edge(r0, rs, w0, K, j * S - P, g.isz[2])
+        if _max_edge(<_Fast*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a)):
+            _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
     for j in range(ib, b):
-        o[j - a] = _max_edge(r0, rs, w0, K, j * S - P, g.isz[2])
+        if _max_edge(<_Fast*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a)):
+            _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
 
 
 cdef inline Py_ssize_t _pf_dist(const Geo* g, Py_ssize_t a, Py_ssize_t b,
@@ -1036,10 +1049,11 @@ cdef inline void _prefetch_window(const char* xp, const Geo* g, Py_ssize_t isz,
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                const Geo* g, const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd, lo, hi, k
     cdef pool_t* o
     cdef int64_t* oi = NULL
     cdef const pool_t* xp
+    cdef const pool_t* rp[3]
     cdef Scratch scr
     cdef Scratch* sc = &scr
     _bind(sc, layout, mine)
@@ -1053,17 +1067,26 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
         if idx != NULL:
             oi = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3] + a
         elif g.square:
+            # window rows h0 .. h0+K-1, those outside the input replaced by
+            # the nearest in-bounds one (see _max_row_square)
             h0 = oh * g.st[1] - g.pd[1]
-            if h0 >= 0 and h0 + g.ks[1] <= g.isz[1]:
+            lo = _imax(h0, 0)
+            hi = _imin(h0 + g.ks[1], g.isz[1]) - 1
+            if lo <= hi:
                 if g.xs[4] == 1:
-                    _max_row_square(g, pl, xp + h0 * g.xs[3], g.xs[3], 0, a, b, o)
+                    w0 = 0
+                    for k in range(3):
+                        rp[k] = xp + _imax(lo, _imin(h0 + k, hi)) * g.xs[3]
                 else:
                     # strided rows (negative, stepped or transposed views):
-                    # staged contiguous first, then the same pass
+                    # the in-bounds rows staged contiguous first
                     nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
-                    _max_row_square(g, pl, (<const pool_t**>sc.rows)[0],
-                                    (<const pool_t**>sc.rows)[1]
-                                    - (<const pool_t**>sc.rows)[0], w0, a, b, o)
+                    for k in range(3):
+                        rp[k] = (<const pool_t**>sc.rows)[
+                            _imax(0, _imin(h0 + k - lo, nr - 1))]
+                if g.ks[2] == 2:
+                    rp[2] = rp[1]
+                _max_row_square(g, pl, rp[0], rp[1], rp[2], w0, a, b, o)
                 continue
         nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
         _max_row(g, pl, sc, nr, w0, a, b, o, oi)
@@ -1882,7 +1905,8 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
                                  Py_ssize_t b, Py_ssize_t od, Py_ssize_t oh,
                                  int64_t override, real_t* o) noexcept nogil:
     """Output columns [a, b) of a row of K x K windows (``g.square``) whose
-    rows are all in bounds (``r0``, ``rs`` as for ``_max_row_square``): the
+    rows are all in bounds (``r0[w - w0]`` is column ``w`` of the first,
+    the others ``rs`` apart): the
     sums in one pass over the interior and window by window at the borders,
     then ``_avg_divide``.  Bit for bit the general path."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]

@@ -1,0 +1,87 @@
+"""Rows and columns at the edges of 2x2 / 3x3 windows in the compiled max
+pooling's whole-window path (``_max_row_square``): windows cut by the top or
+bottom edge (padding, ceil mode, tiny inputs) read a neighbouring in-bounds
+row twice, and border columns go through a branch-free scalar select.
+
+Compared with the reference backend bit for bit (``view`` as unsigned
+integers), on data full of ties, signed zeros and NaNs with distinct
+payloads, so that the element picked by PyTorch's scan-order rule is what
+is checked, not only its value."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import cypool
+from conftest import requires_compiled
+
+pytestmark = requires_compiled
+
+UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _nan(dtype, payload):
+    """A quiet NaN whose mantissa carries ``payload``, positive or negative."""
+    u = UINT[np.dtype(dtype)]
+    bits = np.array(np.nan, dtype=dtype).view(u) | u(payload)
+    if payload % 2:
+        bits = bits | (u(1) << u(8 * np.dtype(dtype).itemsize - 1))
+    return bits.view(dtype)
+
+
+def _data(rng, shape, dtype, nan_rate):
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 0.0, 1.0, 2.0], dtype=dtype), shape)
+    if nan_rate:
+        hit = rng.random(shape) < nan_rate
+        payloads = rng.integers(1, 1000, hit.sum())
+        x[hit] = [_nan(dtype, int(p)) for p in payloads]
+    return x
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).view(UINT[a.dtype])
+
+
+def _views(x):
+    yield "contiguous", x
+    yield "reversed W", x[..., ::-1]
+    yield "every other W", np.repeat(x, 2, axis=-1)[..., ::2]
+    yield "transposed", np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+
+
+CASES = [(k, sh, sw, p, ceil)
+         for k in (2, 3) for sh in (1, 2, 3) for sw in (1, 2)
+         for p in range(k // 2 + 1) for ceil in (False, True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("k,sh,sw,p,ceil", CASES)
+def test_square_edges_bitwise(dtype, k, sh, sw, p, ceil):
+    rng = np.random.default_rng(hash((k, sh, sw, p, ceil)) % 2**32)
+    for h, w, nan_rate in itertools.product((1, 2, 3, 5, 8), (1, 2, 3, 7, 20, 41),
+                                            (0.0, 0.15)):
+        if h + 2 * p < k or w + 2 * p < k:
+            continue
+        x = _data(rng, (2, 2, h, w), dtype, nan_rate)
+        for name, v in _views(x):
+            args = ((k, k), (sh, sw), p, 1, ceil)
+            with cypool.backend("reference"):
+                want = cypool.max_pool2d(v, *args)
+            got = cypool.max_pool2d(v, *args)
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(
+                _bits(got), _bits(want),
+                err_msg=f"{name} input {h}x{w}, NaN rate {nan_rate}")
+
+
+@pytest.mark.parametrize("k,p", [(2, 1), (3, 1)])
+def test_square_edges_threads_and_3d(k, p, threads):
+    """The same rows through 3-d pooling with a 1-deep kernel and through a
+    team of threads that split the rows."""
+    rng = np.random.default_rng(7)
+    x = _data(rng, (1, 3, 4, 33, 70), np.float32, 0.05)
+    with cypool.backend("reference"):
+        want = cypool.max_pool3d(x, (1, k, k), (1, 2, 2), (0, p, p), ceil_mode=True)
+    got = cypool.max_pool3d(x, (1, k, k), (1, 2, 2), (0, p, p), ceil_mode=True)
+    np.testing.assert_array_equal(_bits(got), _bits(want))
