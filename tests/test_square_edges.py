@@ -1,7 +1,9 @@
 """Rows and columns at the edges of 2x2 / 3x3 windows in the compiled max
-pooling's whole-window path (``_max_row_square``): windows cut by the top or
-bottom edge (padding, ceil mode, tiny inputs) read a neighbouring in-bounds
-row twice, and border columns go through a branch-free scalar select.
+pooling's whole-window paths: planar (``_max_row_square``), where windows
+cut by the top or bottom edge (padding, ceil mode, tiny inputs) read a
+neighbouring in-bounds row twice and border columns go through a
+branch-free scalar select, and channels-last (``_max_cl_win``), where rows
+and columns outside the input are replaced by a repeated in-bounds one.
 
 Compared with the reference backend bit for bit (``view`` as unsigned
 integers), on data full of ties, signed zeros and NaNs with distinct
@@ -84,4 +86,44 @@ def test_square_edges_threads_and_3d(k, p, threads):
     with cypool.backend("reference"):
         want = cypool.max_pool3d(x, (1, k, k), (1, 2, 2), (0, p, p), ceil_mode=True)
     got = cypool.max_pool3d(x, (1, k, k), (1, 2, 2), (0, p, p), ceil_mode=True)
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+def _views_cl(x):
+    """(N, H, W, C) layouts; all but the last keep the channels contiguous."""
+    yield "contiguous", x
+    yield "reversed W", x[:, :, ::-1]
+    yield "every other W", np.repeat(x, 2, axis=2)[:, :, ::2]
+    yield "transposed", np.ascontiguousarray(np.swapaxes(x, 1, 2)).swapaxes(1, 2)
+    yield "reversed channels", x[..., ::-1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("k,sh,sw,p,ceil", CASES)
+def test_square_edges_channels_last_bitwise(dtype, k, sh, sw, p, ceil):
+    rng = np.random.default_rng(hash((k, sh, sw, p, ceil, "cl")) % 2**32)
+    for h, w, c, nan_rate in itertools.product((1, 2, 5), (1, 3, 8), (16, 21),
+                                               (0.0, 0.15)):
+        if h + 2 * p < k or w + 2 * p < k:
+            continue
+        x = _data(rng, (2, h, w, c), dtype, nan_rate)
+        for name, v in _views_cl(x):
+            args = ((k, k), (sh, sw), p, 1, ceil)
+            with cypool.backend("reference"):
+                want = cypool.max_pool2d(v, *args, channels_last=True)
+            got = cypool.max_pool2d(v, *args, channels_last=True)
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(
+                _bits(got), _bits(want),
+                err_msg=f"{name} input {h}x{w}x{c}, NaN rate {nan_rate}")
+
+
+@pytest.mark.parametrize("k,p", [(2, 1), (3, 1)])
+def test_square_edges_channels_last_3d_threads(k, p, threads):
+    rng = np.random.default_rng(11)
+    x = _data(rng, (2, 3, 17, 30, 24), np.float32, 0.02)
+    args = ((1, k, k), (1, 2, 2), (0, p, p))
+    with cypool.backend("reference"):
+        want = cypool.max_pool3d(x, *args, ceil_mode=True, channels_last=True)
+    got = cypool.max_pool3d(x, *args, ceil_mode=True, channels_last=True)
     np.testing.assert_array_equal(_bits(got), _bits(want))

@@ -1249,11 +1249,65 @@ cdef inline void _prefetch_cl(const char* plane, const Geo* g, Py_ssize_t isz,
                 cypool_prefetch(p + off)
 
 
+cdef inline bint _max_cl_win(mode_t* mode, pool_t* o, const pool_t** rp,
+                             const Py_ssize_t* co, Py_ssize_t K,
+                             Py_ssize_t C) noexcept nogil:
+    """All C channels of one K x K window (K 2 or 3), channels contiguous:
+    tap (r, k) is ``rp[r] + co[k]``, in scan order, the maximum kept in a
+    register across the taps and stored once.  Returns the NaN alarm (fast
+    mode)."""
+    cdef const pool_t* a0 = rp[0] + co[0]
+    cdef const pool_t* a1 = rp[0] + co[1]
+    cdef const pool_t* a2 = rp[0] + co[2]
+    cdef const pool_t* b0 = rp[1] + co[0]
+    cdef const pool_t* b1 = rp[1] + co[1]
+    cdef const pool_t* b2 = rp[1] + co[2]
+    cdef const pool_t* c0 = rp[2] + co[0]
+    cdef const pool_t* c1 = rp[2] + co[1]
+    cdef const pool_t* c2 = rp[2] + co[2]
+    cdef Py_ssize_t c
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    if K == 2:
+        for c in range(C):
+            m = a0[c]; sm = m
+            _sel(mode, a1[c], &m, &sm)
+            _sel(mode, b0[c], &m, &sm)
+            _sel(mode, b1[c], &m, &sm)
+            o[c] = m
+            nf = nf | _alarm(mode, sm)
+    else:
+        for c in range(C):
+            m = a0[c]; sm = m
+            _sel(mode, a1[c], &m, &sm)
+            _sel(mode, a2[c], &m, &sm)
+            _sel(mode, b0[c], &m, &sm)
+            _sel(mode, b1[c], &m, &sm)
+            _sel(mode, b2[c], &m, &sm)
+            _sel(mode, c0[c], &m, &sm)
+            _sel(mode, c1[c], &m, &sm)
+            _sel(mode, c2[c], &m, &sm)
+            o[c] = m
+            nf = nf | _alarm(mode, sm)
+    return nf
+
+
 cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                               const Geo* g, Py_ssize_t it) noexcept nogil:
     cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, d0, h0, dlo, dhi, hlo, hhi
-    cdef Py_ssize_t pfw = 0
+    cdef Py_ssize_t pfw = 0, K = g.ks[2], s0, k, wlo, whi
+    cdef Py_ssize_t co[3]
+    cdef const pool_t* rp[3]
+    cdef pool_t* o
     cdef int64_t* oi = NULL
+    # 2x2 / 3x3 windows without indices, channels contiguous: each window
+    # in one pass over its channels (``_max_cl_win``); taps outside the
+    # input are replaced by the nearest in-bounds row or column, repeated
+    # next to itself, which changes no maximum, tie or NaN choice of the
+    # scan order (see ``_max_row_square``)
+    cdef bint sq = (idx == NULL and g.ks[0] == 1 and g.pd[0] == 0
+                    and g.ks[1] == K and (K == 2 or K == 3) and g.dl[1] == 1
+                    and g.dl[2] == 1 and g.xs[1] == 1 and g.os[1] == 1)
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
     if (g.xs[1] == 1 and g.xs[4] == g.C and g.st[2] <= 4 and g.dl[0] == 1
             and g.dl[1] == 1):
@@ -1264,14 +1318,27 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
     for oh in range(oh0, oh1):
         h0 = oh * g.st[1] - g.pd[1]
         _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        if sq and hlo < hhi:
+            for k in range(3):
+                rp[k] = (x + n * g.xs[0] + d0 * g.xs[2]
+                         + (h0 + _imax(hlo, _imin(k, hhi - 1))) * g.xs[3])
         for ow in range(a, b):
             if pfw > 0:
                 _prefetch_cl(<const char*>(x + n * g.xs[0]), g, sizeof(pool_t), d0,
                              dlo, dhi, h0, hlo, hhi, ow * g.st[2] - g.pd[2] + pfw)
+            o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
+            if sq and hlo < hhi:
+                s0 = ow * g.st[2] - g.pd[2]
+                _tap_range(s0, K, 1, g.isz[2], &wlo, &whi)
+                if wlo < whi:
+                    for k in range(3):
+                        co[k] = (s0 + _imax(wlo, _imin(k, whi - 1))) * g.xs[4]
+                    if _max_cl_win(<_Fast*>NULL, o, rp, co, K, g.C):
+                        _max_cl_win(<_Exact*>NULL, o, rp, co, K, g.C)
+                    continue
             if idx != NULL:
                 oi = idx + n * g.js[0] + od * g.js[2] + oh * g.js[3] + ow * g.js[4]
-            _max_cl_pos(x, out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4],
-                        oi, g, n, od, oh, ow)
+            _max_cl_pos(x, o, oi, g, n, od, oh, ow)
 
 
 cdef inline void _max_cl_tiled_row(const pool_t* x, pool_t* o, const Geo* g,
