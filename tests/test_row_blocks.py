@@ -52,9 +52,12 @@ def test_max_rows_every_width(dtype, k, s, p):
         else:
             x = rng.integers(0, 50, (1, 2, k + 2, w)).astype(dtype)  # ties
         with cypool.backend("reference"):
-            ref = cypool.max_pool2d(x, k, s, p)
+            ref, ref_i = cypool.max_pool2d(x, k, s, p, return_indices=True)
         got = cypool.max_pool2d(x, k, s, p)
         np.testing.assert_array_equal(got, ref, err_msg=f"width {w}")
+        got, got_i = cypool.max_pool2d(x, k, s, p, return_indices=True)
+        np.testing.assert_array_equal(got, ref, err_msg=f"width {w}, indices")
+        np.testing.assert_array_equal(got_i, ref_i, err_msg=f"width {w}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64],

@@ -69,12 +69,14 @@ def test_square_edges_bitwise(dtype, k, sh, sw, p, ceil):
         for name, v in _views(x):
             args = ((k, k), (sh, sw), p, 1, ceil)
             with cypool.backend("reference"):
-                want = cypool.max_pool2d(v, *args)
+                want, want_i = cypool.max_pool2d(v, *args, return_indices=True)
             got = cypool.max_pool2d(v, *args)
+            got2, got_i = cypool.max_pool2d(v, *args, return_indices=True)
             assert got.shape == want.shape
-            np.testing.assert_array_equal(
-                _bits(got), _bits(want),
-                err_msg=f"{name} input {h}x{w}, NaN rate {nan_rate}")
+            msg = f"{name} input {h}x{w}, NaN rate {nan_rate}"
+            np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=msg)
+            np.testing.assert_array_equal(_bits(got2), _bits(want), err_msg=msg)
+            np.testing.assert_array_equal(got_i, want_i, err_msg=msg)
 
 
 @pytest.mark.parametrize("k,p", [(2, 1), (3, 1)])
@@ -83,10 +85,33 @@ def test_square_edges_threads_and_3d(k, p, threads):
     team of threads that split the rows."""
     rng = np.random.default_rng(7)
     x = _data(rng, (1, 3, 4, 33, 70), np.float32, 0.05)
+    args = ((1, k, k), (1, 2, 2), (0, p, p))
     with cypool.backend("reference"):
-        want = cypool.max_pool3d(x, (1, k, k), (1, 2, 2), (0, p, p), ceil_mode=True)
-    got = cypool.max_pool3d(x, (1, k, k), (1, 2, 2), (0, p, p), ceil_mode=True)
+        want, want_i = cypool.max_pool3d(x, *args, ceil_mode=True, return_indices=True)
+    got = cypool.max_pool3d(x, *args, ceil_mode=True)
+    got2, got_i = cypool.max_pool3d(x, *args, ceil_mode=True, return_indices=True)
     np.testing.assert_array_equal(_bits(got), _bits(want))
+    np.testing.assert_array_equal(_bits(got2), _bits(want))
+    np.testing.assert_array_equal(got_i, want_i)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 1)])
+def test_square_indices_integers(dtype, k, p):
+    """Integer data full of ties: the first maximum in scan order wins."""
+    rng = np.random.default_rng(5)
+    info = np.iinfo(dtype)
+    for w in (1, 2, 3, 16, 17, 33, 64, 65, 129):
+        if w + 2 * p < k:
+            continue
+        x = rng.choice(np.array([info.min, 0, 1, info.max], dtype=dtype), (2, 3, 7, w))
+        for s in (1, 2):
+            with cypool.backend("reference"):
+                want, want_i = cypool.max_pool2d(x, k, s, p, return_indices=True)
+            got, got_i = cypool.max_pool2d(x, k, s, p, return_indices=True)
+            np.testing.assert_array_equal(got, want, err_msg=f"width {w}")
+            np.testing.assert_array_equal(got_i, want_i, err_msg=f"width {w}")
 
 
 def _views_cl(x):

@@ -437,6 +437,99 @@ cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
     return nf
 
 
+cdef inline void _sel_idx(mode_t* mode, pool_t v, int64_t vi, pool_t* m,
+                          int64_t* mi, pool_t* s) noexcept nogil:
+    """_sel, also keeping the flat index of the winner."""
+    cdef bint take
+    if mode_t is _Fast:
+        if pool_t is float or pool_t is double:
+            s[0] = s[0] + v
+        take = v > m[0]
+    else:
+        take = _takes(v, m[0])
+    m[0] = v if take else m[0]
+    mi[0] = vi if take else mi[0]
+
+
+cdef inline bint _max_win_idx_cut(mode_t* mode, pool_t* o, int64_t* oi,
+                                  const pool_t* r0, const pool_t* r1,
+                                  const pool_t* r2, int64_t i0, int64_t i1,
+                                  int64_t i2, Py_ssize_t S, Py_ssize_t kk,
+                                  Py_ssize_t n) noexcept nogil:
+    """``_max_win_idx`` over a row cut as ``_head_len`` says."""
+    cdef Py_ssize_t B = 64 // sizeof(pool_t)
+    cdef Py_ssize_t h, t
+    cdef bint nf
+    if n <= B + 1:
+        return _max_win_idx(mode, o, oi, r0, r1, r2, i0, i1, i2, S, kk, n)
+    h = _head_len(n, B)
+    nf = _max_win_idx(mode, o, oi, r0, r1, r2, i0, i1, i2, S, kk, h)
+    if h < n:
+        t = n - (B + 1)
+        nf |= _max_win_idx(mode, o + t, oi + t, r0 + t * S, r1 + t * S, r2 + t * S,
+                           i0 + t * S, i1 + t * S, i2 + t * S, S, kk, B + 1)
+    return nf
+
+
+cdef inline bint _max_win_idx(mode_t* mode, pool_t* o, int64_t* oi,
+                              const pool_t* r0, const pool_t* r1,
+                              const pool_t* r2, int64_t i0, int64_t i1,
+                              int64_t i2, Py_ssize_t S, Py_ssize_t kk,
+                              Py_ssize_t n) noexcept nogil:
+    """``_max_win_run`` with the flat index of each winner: ``i0``.. are the
+    flat indices of ``r0[0]``.. (the first tap of output 0 in each row).
+    Values and indices are each written once."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef int64_t mi, js
+    cdef bint nf = 0
+    if kk == 2 and S == 2:
+        for j in range(n):
+            js = 2 * j
+            m = r0[2 * j]; sm = m; mi = i0 + js
+            _sel_idx(mode, r0[2 * j + 1], i0 + js + 1, &m, &mi, &sm)
+            _sel_idx(mode, r1[2 * j], i1 + js, &m, &mi, &sm)
+            _sel_idx(mode, r1[2 * j + 1], i1 + js + 1, &m, &mi, &sm)
+            o[j] = m; oi[j] = mi
+            nf = nf | _alarm(mode, sm)
+    elif kk == 2:
+        for j in range(n):
+            m = r0[j]; sm = m; mi = i0 + j
+            _sel_idx(mode, r0[j + 1], i0 + j + 1, &m, &mi, &sm)
+            _sel_idx(mode, r1[j], i1 + j, &m, &mi, &sm)
+            _sel_idx(mode, r1[j + 1], i1 + j + 1, &m, &mi, &sm)
+            o[j] = m; oi[j] = mi
+            nf = nf | _alarm(mode, sm)
+    elif S == 2:
+        for j in range(n):
+            js = 2 * j
+            m = r0[2 * j]; sm = m; mi = i0 + js
+            _sel_idx(mode, r0[2 * j + 1], i0 + js + 1, &m, &mi, &sm)
+            _sel_idx(mode, r0[2 * j + 2], i0 + js + 2, &m, &mi, &sm)
+            _sel_idx(mode, r1[2 * j], i1 + js, &m, &mi, &sm)
+            _sel_idx(mode, r1[2 * j + 1], i1 + js + 1, &m, &mi, &sm)
+            _sel_idx(mode, r1[2 * j + 2], i1 + js + 2, &m, &mi, &sm)
+            _sel_idx(mode, r2[2 * j], i2 + js, &m, &mi, &sm)
+            _sel_idx(mode, r2[2 * j + 1], i2 + js + 1, &m, &mi, &sm)
+            _sel_idx(mode, r2[2 * j + 2], i2 + js + 2, &m, &mi, &sm)
+            o[j] = m; oi[j] = mi
+            nf = nf | _alarm(mode, sm)
+    else:
+        for j in range(n):
+            m = r0[j]; sm = m; mi = i0 + j
+            _sel_idx(mode, r0[j + 1], i0 + j + 1, &m, &mi, &sm)
+            _sel_idx(mode, r0[j + 2], i0 + j + 2, &m, &mi, &sm)
+            _sel_idx(mode, r1[j], i1 + j, &m, &mi, &sm)
+            _sel_idx(mode, r1[j + 1], i1 + j + 1, &m, &mi, &sm)
+            _sel_idx(mode, r1[j + 2], i1 + j + 2, &m, &mi, &sm)
+            _sel_idx(mode, r2[j], i2 + j, &m, &mi, &sm)
+            _sel_idx(mode, r2[j + 1], i2 + j + 1, &m, &mi, &sm)
+            _sel_idx(mode, r2[j + 2], i2 + j + 2, &m, &mi, &sm)
+            o[j] = m; oi[j] = mi
+            nf = nf | _alarm(mode, sm)
+    return nf
+
+
 cdef inline bint _max_pass_tag(mode_t* mode, pool_t* o, pool_t* tg,
                                const pool_t* src, Py_ssize_t S, Py_ssize_t gsz,
                                Py_ssize_t n, pool_t t0) noexcept nogil:
@@ -1004,6 +1097,64 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* p0,
             _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
 
 
+cdef inline bint _max_edge_idx(mode_t* mode, const pool_t* p0, const pool_t* p1,
+                               const pool_t* p2, int64_t b0, int64_t b1,
+                               int64_t b2, Py_ssize_t w0, Py_ssize_t K,
+                               Py_ssize_t start, Py_ssize_t L, pool_t* out,
+                               int64_t* outi) noexcept nogil:
+    """``_max_edge`` with the flat index of the winner; ``b0``.. are the
+    flat indices of column 0 of each row."""
+    cdef Py_ssize_t w, lo = _imax(start, 0), hi = _imin(start + K, L)
+    cdef pool_t m, sm
+    cdef int64_t mi
+    if lo >= hi:
+        out[0] = _lowest(<pool_t>0)
+        outi[0] = -1
+        return 0
+    m = p0[lo - w0]; sm = m; mi = b0 + lo
+    for w in range(lo + 1, hi):
+        _sel_idx(mode, p0[w - w0], b0 + w, &m, &mi, &sm)
+    for w in range(lo, hi):
+        _sel_idx(mode, p1[w - w0], b1 + w, &m, &mi, &sm)
+    if K == 3:
+        for w in range(lo, hi):
+            _sel_idx(mode, p2[w - w0], b2 + w, &m, &mi, &sm)
+    out[0] = m
+    outi[0] = mi
+    return _alarm(mode, sm)
+
+
+cdef inline void _max_row_square_idx(const Geo* g, const Plan* pl,
+                                     const pool_t** rp, const int64_t* rb,
+                                     Py_ssize_t w0, Py_ssize_t a, Py_ssize_t b,
+                                     pool_t* o, int64_t* oi) noexcept nogil:
+    """``_max_row_square`` with indices: ``rb[k]`` is the flat index of
+    column 0 of row ``rp[k]`` (a repeated row has its original's indices,
+    so the index of the winner is unchanged too)."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, lo
+    if ib < ia:
+        ib = ia
+    if ia < ib:
+        lo = ia * S - P
+        if _max_win_idx_cut(<_Fast*>NULL, o + (ia - a), oi + (ia - a), rp[0] + lo - w0,
+                        rp[1] + lo - w0, rp[2] + lo - w0, rb[0] + lo, rb[1] + lo,
+                        rb[2] + lo, S, K, ib - ia):
+            _max_win_idx_cut(<_Exact*>NULL, o + (ia - a), oi + (ia - a), rp[0] + lo - w0,
+                         rp[1] + lo - w0, rp[2] + lo - w0, rb[0] + lo, rb[1] + lo,
+                         rb[2] + lo, S, K, ib - ia)
+    for j in range(a, ia):
+        if _max_edge_idx(<_Fast*>NULL, rp[0], rp[1], rp[2], rb[0], rb[1], rb[2], w0,
+                         K, j * S - P, L, o + (j - a), oi + (j - a)):
+            _max_edge_idx(<_Exact*>NULL, rp[0], rp[1], rp[2], rb[0], rb[1], rb[2], w0,
+                          K, j * S - P, L, o + (j - a), oi + (j - a))
+    for j in range(ib, b):
+        if _max_edge_idx(<_Fast*>NULL, rp[0], rp[1], rp[2], rb[0], rb[1], rb[2], w0,
+                         K, j * S - P, L, o + (j - a), oi + (j - a)):
+            _max_edge_idx(<_Exact*>NULL, rp[0], rp[1], rp[2], rb[0], rb[1], rb[2], w0,
+                          K, j * S - P, L, o + (j - a), oi + (j - a))
+
+
 cdef inline Py_ssize_t _pf_dist(const Geo* g, Py_ssize_t a, Py_ssize_t b,
                                 Py_ssize_t isz) noexcept nogil:
     """How many output rows ahead to hint: about 4 KiB of input, 1 to 8."""
@@ -1049,11 +1200,12 @@ cdef inline void _prefetch_window(const char* xp, const Geo* g, Py_ssize_t isz,
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                const Geo* g, const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd, lo, hi, k
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd, lo, hi, k, r
     cdef pool_t* o
     cdef int64_t* oi = NULL
     cdef const pool_t* xp
     cdef const pool_t* rp[3]
+    cdef int64_t rb[3]
     cdef Scratch scr
     cdef Scratch* sc = &scr
     _bind(sc, layout, mine)
@@ -1066,7 +1218,7 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
         if idx != NULL:
             oi = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + oh * g.js[3] + a
-        elif g.square:
+        if g.square:
             # window rows h0 .. h0+K-1, those outside the input replaced by
             # the nearest in-bounds one (see _max_row_square)
             h0 = oh * g.st[1] - g.pd[1]
@@ -1076,17 +1228,24 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                 if g.xs[4] == 1:
                     w0 = 0
                     for k in range(3):
-                        rp[k] = xp + _imax(lo, _imin(h0 + k, hi)) * g.xs[3]
+                        r = _imax(lo, _imin(h0 + k, hi))
+                        rp[k] = xp + r * g.xs[3]
+                        rb[k] = (od * g.st[0] * g.isz[1] + r) * g.isz[2]
                 else:
                     # strided rows (negative, stepped or transposed views):
                     # the in-bounds rows staged contiguous first
                     nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
                     for k in range(3):
-                        rp[k] = (<const pool_t**>sc.rows)[
-                            _imax(0, _imin(h0 + k - lo, nr - 1))]
+                        r = _imax(0, _imin(h0 + k - lo, nr - 1))
+                        rp[k] = (<const pool_t**>sc.rows)[r]
+                        rb[k] = sc.rbase[r]
                 if g.ks[2] == 2:
                     rp[2] = rp[1]
-                _max_row_square(g, pl, rp[0], rp[1], rp[2], w0, a, b, o)
+                    rb[2] = rb[1]
+                if oi == NULL:
+                    _max_row_square(g, pl, rp[0], rp[1], rp[2], w0, a, b, o)
+                else:
+                    _max_row_square_idx(g, pl, rp, rb, w0, a, b, o, oi)
                 continue
         nr = _window_rows(x, g, n, c, od, oh, a, b, sc, &w0)
         _max_row(g, pl, sc, nr, w0, a, b, o, oi)
