@@ -633,7 +633,7 @@ CASES: list[Case] = [
     window_case("max k3s2p1 ramp", "max", 2, 3, 2, 1, data="ramp", full=NCHW, quick=NCHW_Q,
                 tiny=NCHW_T),
     window_case("max k2s2 with indices", "max", 2, 2, 2, return_indices=True, full=NCHW,
-                quick=NCHW_Q, tiny=NCHW_T),
+                quick=NCHW_Q, tiny=NCHW_T, prealloc=True),
     window_case("avg k2s2", "avg", 2, 2, 2, full=NCHW, quick=NCHW_Q, tiny=NCHW_T, in_quick=True),
     window_case("avg k3s1p1", "avg", 2, 3, 1, 1, full=NCHW, quick=NCHW_Q, tiny=NCHW_T,
                 prealloc=True),
@@ -1183,7 +1183,7 @@ def parse_args(argv=None):
     ap.add_argument("--cases", default=None,
                     help="comma-separated substrings; run the cases whose name contains one")
     ap.add_argument("--out-prealloc", action=argparse.BooleanOptionalAction, default=True,
-                    help="time cypool with out= a preallocated array on 'max k2s2', 'avg k3s1p1', "
+                    help="time cypool with out= a preallocated array on 'max k2s2' (also with indices), 'avg k3s1p1', "
                          "the backward cases and the 8192x8192 max (default: on)")
     ap.add_argument("--copy-mib", type=int, default=None,
                     help=f"size of the copy-bandwidth baseline in MiB (default: {COPY_MIB}; 16 with --smoke)")

@@ -12,6 +12,8 @@ is checked, not only its value."""
 
 import itertools
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,7 @@ CASES = [(k, sh, sw, p, ceil)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("k,sh,sw,p,ceil", CASES)
 def test_square_edges_bitwise(dtype, k, sh, sw, p, ceil):
-    rng = np.random.default_rng(hash((k, sh, sw, p, ceil)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((k, sh, sw, p, ceil)).encode()))
     for h, w, nan_rate in itertools.product((1, 2, 3, 5, 8), (1, 2, 3, 7, 20, 41),
                                             (0.0, 0.15)):
         if h + 2 * p < k or w + 2 * p < k:
@@ -126,7 +128,7 @@ def _views_cl(x):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("k,sh,sw,p,ceil", CASES)
 def test_square_edges_channels_last_bitwise(dtype, k, sh, sw, p, ceil):
-    rng = np.random.default_rng(hash((k, sh, sw, p, ceil, "cl")) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((k, sh, sw, p, ceil, "cl")).encode()))
     for h, w, c, nan_rate in itertools.product((1, 2, 5), (1, 3, 8), (16, 21),
                                                (0.0, 0.15)):
         if h + 2 * p < k or w + 2 * p < k:

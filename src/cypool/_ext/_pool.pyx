@@ -654,6 +654,7 @@ cdef struct Plan:
     void* dw             # per ow: W divisor factor as the value type
     bint use_tags        # indices through value-typed tags
     bint exact_div       # divisors are exact in the value type
+    int64_t fwu          # the W divisor factor when every column has it, else 0
 
 
 cdef struct Scratch:
@@ -1719,9 +1720,10 @@ cdef int _max_fwd_cl(const pool_t* x, pool_t* out, int64_t* idx,
 
 
 cdef inline void _avg_cl_taps(real_t* o, const real_t** t, Py_ssize_t nt,
-                              Py_ssize_t C, real_t dv) noexcept nogil:
+                              Py_ssize_t C, real_t dv, real_t rv) noexcept nogil:
     """``o[c]`` = the sum from 0 of ``t[i][c]`` for i < nt (4 or 9), in
-    order, divided by ``dv``: vectorised along the channels."""
+    order, divided by ``dv``: vectorised along the channels.  ``rv`` not 0:
+    ``1/dv`` with dv a power of two (``_pow2_recip``), a multiply instead."""
     cdef Py_ssize_t c
     cdef real_t acc
     cdef const real_t* t0 = t[0]
@@ -1733,7 +1735,15 @@ cdef inline void _avg_cl_taps(real_t* o, const real_t** t, Py_ssize_t nt,
     cdef const real_t* t6
     cdef const real_t* t7
     cdef const real_t* t8
-    if nt == 4:
+    if nt == 4 and rv != 0:
+        for c in range(C):
+            acc = 0
+            acc = acc + t0[c]
+            acc = acc + t1[c]
+            acc = acc + t2[c]
+            acc = acc + t3[c]
+            o[c] = acc * rv
+    elif nt == 4:
         for c in range(C):
             acc = 0
             acc = acc + t0[c]
@@ -1771,7 +1781,8 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
     cdef Py_ssize_t dlo, dhi, hlo, hhi, wlo, whi
     cdef const real_t* src
     cdef real_t* o
-    cdef real_t dv
+    cdef real_t dv, rv = 0
+    cdef int64_t dvi
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
     if cs == 1 and g.xs[4] == C and g.st[2] <= 4:
         # about 4 KiB ahead along the rows, whole output positions
@@ -1789,11 +1800,14 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                              dlo, dhi, h0, hlo, hhi, w0 + pfw)
             o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + ow * g.os[4]
             if override != 0:
-                dv = <real_t>override
+                dvi = override
             else:
-                dv = <real_t>(fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow])
+                dvi = fac[od] * fac[g.osz[0] + oh] * fac[g.osz[0] + g.osz[1] + ow]
+            dv = <real_t>dvi
             nt = (dhi - dlo) * (hhi - hlo) * (whi - wlo)
             if cs == 1 and (nt == 4 or nt == 9):
+                if not _pow2_recip(dvi, &rv):
+                    rv = 0
                 # whole 2x2 / 3x3 windows: one pass per channel block, the
                 # taps in scan order from 0 as below, no read-modify-write
                 nt = 0
@@ -1803,7 +1817,7 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                             taps[nt] = (x + n * g.xs[0] + (d0 + kd) * g.xs[2]
                                         + (h0 + kh) * g.xs[3] + (w0 + kw) * g.xs[4])
                             nt += 1
-                _avg_cl_taps(o, taps, nt, C, dv)
+                _avg_cl_taps(o, taps, nt, C, dv, rv)
                 continue
             for c in range(C):
                 o[c] = 0
@@ -1926,6 +1940,17 @@ cdef int64_t* _avg_factors(const Geo* g, bint include_pad) noexcept nogil:
     return fac
 
 
+cdef inline bint _pow2_recip(int64_t d, real_t* r) noexcept nogil:
+    """``r = 1/d`` when d is a power of two: then ``v * r`` equals ``v / d``
+    bit for bit (the exact quotient is the exact product, so both round it
+    alike, subnormal results, signed zeros, infinities and NaNs included),
+    and a multiply costs a fraction of a divide."""
+    if d > 0 and (d & (d - 1)) == 0 and d <= (<int64_t>1 << 62):
+        r[0] = 1 / <real_t>d
+        return 1
+    return 0
+
+
 cdef inline void _avg_divide(const Geo* g, const Plan* pl, real_t* o,
                              Py_ssize_t a, Py_ssize_t b, Py_ssize_t od,
                              Py_ssize_t oh, int64_t override) noexcept nogil:
@@ -1934,14 +1959,23 @@ cdef inline void _avg_divide(const Geo* g, const Plan* pl, real_t* o,
     cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1] + a
     cdef Py_ssize_t j, n = b - a
     cdef int64_t fdh
-    cdef real_t dv
+    cdef real_t dv, rv
     if override != 0:
         dv = <real_t>override
-        for j in range(n):
-            o[j] = o[j] / dv
+        if _pow2_recip(override, &rv):
+            for j in range(n):
+                o[j] = o[j] * rv
+        else:
+            for j in range(n):
+                o[j] = o[j] / dv
     else:
         fdh = pl.fac[od] * pl.fac[g.osz[0] + oh]
-        if pl.exact_div:
+        if (pl.fwu != 0 and fdh < (<int64_t>1 << 31)
+                and _pow2_recip(fdh * pl.fwu, &rv)):
+            # one divisor for the whole row, a power of two (2x2 windows)
+            for j in range(n):
+                o[j] = o[j] * rv
+        elif pl.exact_div:
             # every divisor is below 2**mantissa: the product of the exact
             # factors equals the converted int64 product
             dv = <real_t>fdh
@@ -2205,8 +2239,13 @@ cdef int _avg_fwd(const real_t* x, real_t* out, Geo* g, bint include_pad,
     if pl.fac == NULL or dw == NULL:
         _free_plan(&pl)
         return -1
+    pl.fwu = 0
+    if g.osz[2] > 0 and pl.fac[g.osz[0] + g.osz[1]] < (<int64_t>1 << 31):
+        pl.fwu = pl.fac[g.osz[0] + g.osz[1]]
     for ow in range(g.osz[2]):
         dw[ow] = <real_t>pl.fac[g.osz[0] + g.osz[1] + ow]
+        if pl.fac[g.osz[0] + g.osz[1] + ow] != pl.fwu:
+            pl.fwu = 0
     # the largest divisor is at most the product of the largest factors
     fdh = 1
     base = 0
