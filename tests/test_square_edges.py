@@ -154,3 +154,34 @@ def test_square_edges_channels_last_3d_threads(k, p, threads):
         want = cypool.max_pool3d(x, *args, ceil_mode=True, channels_last=True)
     got = cypool.max_pool3d(x, *args, ceil_mode=True, channels_last=True)
     np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("stride", [(2, 2, 2), (1, 1, 1), (1, 2, 1), (2, 1, 2), (3, 3, 2)])
+@pytest.mark.parametrize("padding", [0, 1, (1, 0, 0), (0, 1, 1)])
+def test_cube_2x2x2_bitwise(dtype, stride, padding):
+    """3-d max pooling over 2 x 2 x 2 windows: the four window rows in one
+    pass where all are in bounds (``_max_win4_run``), the general path at
+    the padded faces; widths over every remainder of a vector."""
+    rng = np.random.default_rng(zlib.crc32(repr((stride, padding)).encode()))
+    for d, h, w in [(2, 2, 2), (3, 5, 17), (4, 3, 33), (5, 4, 70)]:
+        if np.issubdtype(dtype, np.floating):
+            x = _data(rng, (2, 3, d, h, w), dtype, 0.05)
+        else:
+            x = rng.integers(-3, 3, (2, 3, d, h, w)).astype(dtype)
+        for ceil in (False, True):
+            args = (2, stride, padding, 1, ceil)
+            with cypool.backend("reference"):
+                want = cypool.max_pool3d(x, *args)
+            got = cypool.max_pool3d(x, *args)
+            got_r = cypool.max_pool3d(x[..., ::-1], *args)
+            with cypool.backend("reference"):
+                want_r = cypool.max_pool3d(x[..., ::-1], *args)
+            msg = f"input {d}x{h}x{w}, ceil {ceil}"
+            if np.issubdtype(dtype, np.floating):
+                np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=msg)
+                np.testing.assert_array_equal(_bits(got_r), _bits(want_r), err_msg=msg)
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=msg)
+                np.testing.assert_array_equal(got_r, want_r, err_msg=msg)

@@ -530,6 +530,42 @@ cdef inline bint _max_win_idx(mode_t* mode, pool_t* o, int64_t* oi,
     return nf
 
 
+cdef inline bint _max_win4_run(mode_t* mode, pool_t* o, const pool_t* r0,
+                               const pool_t* r1, const pool_t* r2,
+                               const pool_t* r3, Py_ssize_t S,
+                               Py_ssize_t n) noexcept nogil:
+    """Whole 2 x 2 x 2 windows (3-d pooling; S 1 or 2 along W): the four
+    input rows in scan order, two taps each, written once."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    if S == 2:
+        for j in range(n):
+            m = r0[2 * j]; sm = m
+            _sel(mode, r0[2 * j + 1], &m, &sm)
+            _sel(mode, r1[2 * j], &m, &sm)
+            _sel(mode, r1[2 * j + 1], &m, &sm)
+            _sel(mode, r2[2 * j], &m, &sm)
+            _sel(mode, r2[2 * j + 1], &m, &sm)
+            _sel(mode, r3[2 * j], &m, &sm)
+            _sel(mode, r3[2 * j + 1], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    else:
+        for j in range(n):
+            m = r0[j]; sm = m
+            _sel(mode, r0[j + 1], &m, &sm)
+            _sel(mode, r1[j], &m, &sm)
+            _sel(mode, r1[j + 1], &m, &sm)
+            _sel(mode, r2[j], &m, &sm)
+            _sel(mode, r2[j + 1], &m, &sm)
+            _sel(mode, r3[j], &m, &sm)
+            _sel(mode, r3[j + 1], &m, &sm)
+            o[j] = m
+            nf = nf | _alarm(mode, sm)
+    return nf
+
+
 cdef inline bint _max_pass_tag(mode_t* mode, pool_t* o, pool_t* tg,
                                const pool_t* src, Py_ssize_t S, Py_ssize_t gsz,
                                Py_ssize_t n, pool_t t0) noexcept nogil:
@@ -914,6 +950,17 @@ cdef inline bint _max_row_mode(mode_t* mode, const Geo* g, const Plan* pl,
         lo = ia * S - P - w0
         nf = _max_win(mode, o + (ia - a), rows[0] + lo, rows[1] + lo,
                       rows[K - 1] + lo, S, K, K, ib - ia)
+        for j in range(ia - a):
+            o[j] = low
+        for j in range(ib - a, n):
+            o[j] = low
+    elif (oi == NULL and grouped and nr == 4 and K == 2 and g.ks[0] == 2
+            and g.ks[1] == 2 and ia < ib and K == g.ks[2]):
+        # 2 x 2 x 2 windows with every row in bounds: the same, four rows
+        whole = True
+        lo = ia * S - P - w0
+        nf = _max_win4_run(mode, o + (ia - a), rows[0] + lo, rows[1] + lo,
+                           rows[2] + lo, rows[3] + lo, S, ib - ia)
         for j in range(ia - a):
             o[j] = low
         for j in range(ib - a, n):
