@@ -71,3 +71,20 @@ def test_views_take_the_general_path(threads):
     _both(cypool.max_pool2d, x[:, :, ::2], 2, channels_last=True)
     _both(cypool.max_pool2d, x[..., ::2], 2, channels_last=True)
     _both(cypool.max_pool2d, x[:, :, ::-1], 2, channels_last=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32],
+                         ids=lambda d: np.dtype(d).name)
+def test_rgb_pairs_every_width(threads, dtype):
+    """Three channels, 2-wide windows: the pixel-pair pass and the copy of
+    each pixel with a spare element, over row widths that cover every
+    remainder of a vector, chunked rows (chunk borders inside a row), and
+    windows of one input row (the pass reads the input row itself)."""
+    rng = np.random.default_rng(33)
+    for w in list(range(2, 140)) + [4098]:
+        x = _data(rng, (1, 3, w, 3), dtype)
+        _both(cypool.max_pool2d, x, 2, channels_last=True)
+        _both(cypool.max_pool2d, x, (1, 2), channels_last=True)
+        _both(cypool.max_pool2d, x, (3, 2), (2, 2), (1, 0), channels_last=True)
+    x = _data(rng, (1, 2, 30001, 3), dtype)   # rows of more than one chunk
+    _both(cypool.max_pool2d, x, 2, channels_last=True)

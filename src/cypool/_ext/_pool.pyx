@@ -28,7 +28,7 @@ from cython.parallel cimport prange, parallel
 from libc.stdint cimport (int8_t, uint8_t, int16_t, uint16_t, int32_t,
                           int64_t, uint64_t, INT8_MIN, INT16_MIN, INT32_MIN,
                           INT64_MIN)
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY
 
 cnp.import_array()
@@ -1592,16 +1592,28 @@ cdef inline void _max_cl_tiled_row(const pool_t* x, pool_t* o, const Geo* g,
     else:
         v = vm
     if C == 3 and S == 2:
-        for j in range(b - a):
-            m = v[6 * j]
-            t = v[6 * j + 3]
-            o[3 * j] = t if t > m else m
-            m = v[6 * j + 1]
-            t = v[6 * j + 4]
-            o[3 * j + 1] = t if t > m else m
-            m = v[6 * j + 2]
-            t = v[6 * j + 5]
-            o[3 * j + 2] = t if t > m else m
+        # RGB-like pixels in pairs: first the element-wise max of each byte
+        # and the one a pixel on, ``vm[q] = max(v[q], v[q + 3])`` (one
+        # contiguous vectorised pass; in place, it reads each element before
+        # overwriting it), so that pixel j's result is ``vm[6j .. 6j+2]``;
+        # then one 4-element copy per pixel, its spare element overwritten
+        # by the next pixel's copy (the last pixel element by element).
+        if v == vm:
+            for q in range(L - 3):
+                m = vm[q]
+                t = vm[q + 3]
+                vm[q] = t if t > m else m
+        else:
+            for q in range(L - 3):
+                m = v[q]
+                t = v[q + 3]
+                vm[q] = t if t > m else m
+        for j in range(b - a - 1):
+            memcpy(o + 3 * j, vm + 6 * j, 4 * sizeof(pool_t))
+        j = b - a - 1
+        o[3 * j] = vm[6 * j]
+        o[3 * j + 1] = vm[6 * j + 1]
+        o[3 * j + 2] = vm[6 * j + 2]
     elif C == 1 and S == 2:
         for j in range(b - a):
             m = v[2 * j]
