@@ -219,15 +219,21 @@ cdef inline void _sel(mode_t* mode, pool_t v, pool_t* m, pool_t* s) noexcept nog
         m[0] = v if _takes(v, m[0]) else m[0]
 
 
-cdef inline void _sel_tag(mode_t* mode, pool_t v, pool_t tv, pool_t* m, pool_t* t,
-                          pool_t* s) noexcept nogil:
-    cdef bint take
+cdef inline bint _take(mode_t* mode, pool_t v, pool_t m, pool_t* s) noexcept nogil:
+    """Whether v replaces the running maximum m: ``v > m`` (fast mode, which
+    also adds v to the NaN alarm's sum s) or PyTorch's rule (exact mode)."""
     if mode_t is _Fast:
         if pool_t is float or pool_t is double:
             s[0] = s[0] + v
-        take = v > m[0]
+        return v > m
     else:
-        take = _takes(v, m[0])
+        return _takes(v, m)
+
+
+cdef inline void _sel_tag(mode_t* mode, pool_t v, pool_t tv, pool_t* m, pool_t* t,
+                          pool_t* s) noexcept nogil:
+    """_sel, also keeping the tag (tap number) of the winner."""
+    cdef bint take = _take(mode, v, m[0], s)
     m[0] = v if take else m[0]
     t[0] = tv if take else t[0]
 
@@ -440,13 +446,7 @@ cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
 cdef inline void _sel_idx(mode_t* mode, pool_t v, int64_t vi, pool_t* m,
                           int64_t* mi, pool_t* s) noexcept nogil:
     """_sel, also keeping the flat index of the winner."""
-    cdef bint take
-    if mode_t is _Fast:
-        if pool_t is float or pool_t is double:
-            s[0] = s[0] + v
-        take = v > m[0]
-    else:
-        take = _takes(v, m[0])
+    cdef bint take = _take(mode, v, m[0], s)
     m[0] = v if take else m[0]
     mi[0] = vi if take else mi[0]
 
