@@ -183,8 +183,11 @@ class BuildExt(build_ext):
         else:
             # -O3 vectorises the inner loops; never -ffast-math (it deletes the
             # NaN tests of max pooling) and never -march=native in wheels.
-            base = ["-O3", "-fno-math-errno", "-Wno-unused-function",
-                    "-Wno-unreachable-code"]
+            # -ffp-contract=off: no a*b+c fused behind the source's back in
+            # the FMA variants (rounding as the reference backend does it;
+            # the kernels call fmaf where they mean a fused multiply-add)
+            base = ["-O3", "-fno-math-errno", "-ffp-contract=off",
+                    "-Wno-unused-function", "-Wno-unreachable-code"]
             if not _env_flag("CYPOOL_CYTHON_DEBUG"):
                 # no debug information (Python's CFLAGS ask for -g): the
                 # kernels' fused specialisations made it 90% of each module

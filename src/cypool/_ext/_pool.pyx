@@ -2939,14 +2939,16 @@ cdef inline void _avg_bwd_tiled(const real_t* gorow, real_t* dst, const Geo* g,
     (kernel == stride along W) of the single output row ``gorow``."""
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], ow, j, lo, hi, pos
     cdef Py_ssize_t nw = owhi - owlo + 1
-    cdef real_t v, dv
+    cdef real_t v, dv, z = 0
+    # z + quotient: PyTorch adds each quotient to a zeroed gradient, so a -0
+    # lands as +0, and these rows store the values without that add
     if override != 0:
         dv = <real_t>override
         for j in range(nw):
-            gbuf[j] = gorow[(owlo + j) * g.os[4]] / dv
+            gbuf[j] = z + gorow[(owlo + j) * g.os[4]] / dv
     else:
         for j in range(nw):
-            gbuf[j] = gorow[(owlo + j) * g.os[4]] / <real_t>(fdh * fw[owlo + j])
+            gbuf[j] = z + gorow[(owlo + j) * g.os[4]] / <real_t>(fdh * fw[owlo + j])
     # covered columns, relative to a: [owlo*S - P - a, (owhi+1)*S - P - a);
     # owhi*S - P <= b - 1, so adding S last cannot overflow for S <= 2**62
     lo = owlo * S - P - a
