@@ -299,3 +299,38 @@ def test_out_and_errors(name):
             cypool.global_max_pool_backward(o, oi + 20, x.shape)
         with pytest.raises(TypeError, match="indices"):
             cypool.global_max_pool_backward(o, o, x.shape)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["planar", "cl"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_bin_backward_keeps_negative_zero(nd, channels_last, backend):
+    """One bin per plane is PyTorch's mean, whose gradient is the quotient
+    itself: a -0 output gradient gives -0 (and a tiny negative one a -0 by
+    underflow), where bins that share elements add into zeros and give +0.
+    Global pooling and adaptive pooling to size 1 agree, in both backends."""
+    shape = (2, 5) + (3, 4, 2)[:nd]
+    go = np.full((2, 5) + (1,) * nd, -0.0, np.float32)
+    go[0, 1] = -1e-45
+    go[1, 2] = 3.0
+    shape_in = shape
+    if channels_last:
+        go = np.ascontiguousarray(np.moveaxis(go, 1, -1))
+        shape_in = (shape[0],) + shape[2:] + (shape[1],)
+    with cypool.backend(backend):
+        ga = getattr(cypool, f"adaptive_avg_pool{nd}d_backward")(
+            go, shape_in, channels_last=channels_last)
+        gg = cypool.global_avg_pool_backward(go, shape_in, keepdims=True,
+                                             channels_last=channels_last)
+    want = np.broadcast_to(go / np.float32(np.prod(shape[2:])), ga.shape)
+    same_bits(ga, np.ascontiguousarray(want))
+    same_bits(gg, np.ascontiguousarray(want))
+    assert np.signbit(ga).sum() == ga.size - np.prod(shape[2:])   # all but go[1, 2]
+    # two bins per dimension add into zeros: +0
+    go2 = np.full((2, 5) + (2,) * nd, -0.0, np.float32)
+    if channels_last:
+        go2 = np.ascontiguousarray(np.moveaxis(go2, 1, -1))
+    with cypool.backend(backend):
+        g2 = getattr(cypool, f"adaptive_avg_pool{nd}d_backward")(
+            go2, shape_in, channels_last=channels_last)
+    assert not np.signbit(g2).any()

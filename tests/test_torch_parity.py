@@ -102,3 +102,44 @@ def test_avg_pool_and_gradient_match_torch(case, include_pad, divisor, seed):
     rtol = 2e-6 if case.x.dtype == np.float32 else 1e-13
     np.testing.assert_allclose(out, tout.detach().numpy(), rtol=rtol, atol=0)
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=rtol, atol=1e-6 if rtol > 1e-10 else 1e-13)
+
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("out_size", [1, 2, 3])
+def test_adaptive_avg_backward_zero_sign(nd, out_size):
+    """The sign of zero in adaptive average gradients: PyTorch takes the
+    mean for one bin per plane (a -0 output gradient stays -0) and adds into
+    zeros otherwise (+0)."""
+    rng = np.random.default_rng(nd * 10 + out_size)
+    shape = (2, 3) + (5, 6, 4)[:nd]
+    x = rng.standard_normal(shape).astype(np.float32)
+    osz = (out_size,) * nd
+    # zeros and the smallest subnormals: quotients that round to zeros of
+    # either sign, and exact sums (the sign is the question here)
+    go = rng.choice(np.array([-0.0, 0.0, -1e-45, -3e-45, 1e-45], np.float32),
+                    (2, 3) + osz)
+    with cypool.backend("reference"):
+        got = getattr(cypool, f"adaptive_avg_pool{nd}d_backward")(go, shape)
+    t = torch.tensor(x, requires_grad=True)
+    getattr(F, f"adaptive_avg_pool{nd}d")(t, osz).backward(torch.tensor(go))
+    np.testing.assert_array_equal(got.view(np.uint32), t.grad.numpy().view(np.uint32))
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 3, 1), (3, 2, 1)])
+def test_avg_backward_zero_sign(nd, kernel, stride, padding):
+    """avg_pool's gradient adds each quotient into zeros: a -0 lands as +0,
+    also where windows do not overlap."""
+    rng = np.random.default_rng(nd * 100 + kernel * 10 + stride)
+    shape = (2, 3) + (7, 6, 5)[:nd]
+    x = rng.standard_normal(shape).astype(np.float32)
+    with cypool.backend("reference"):
+        oshape = getattr(cypool, f"avg_pool{nd}d")(x, kernel, stride, padding).shape
+        go = rng.choice(np.array([-0.0, 0.0, -1e-45, -3e-45, 1e-45], np.float32),
+                        oshape)
+        got = getattr(cypool, f"avg_pool{nd}d_backward")(go, shape, kernel, stride,
+                                                          padding)
+    t = torch.tensor(x, requires_grad=True)
+    getattr(F, f"avg_pool{nd}d")(t, kernel, stride, padding).backward(torch.tensor(go))
+    np.testing.assert_array_equal(got.view(np.uint32), t.grad.numpy().view(np.uint32))

@@ -219,7 +219,10 @@ def _avg_backward(g4, gi4):
     nd = g4.ndim - 2
     if _backend.use_compiled():
         comp, k = _kernels()
-        comp.run(k.adaptive_avg_backward, _as5d(g4, nd), _as5d(gi4, nd))
+        # one bin per plane: PyTorch's mean, global pooling's gradient
+        kernel = (k.global_avg_backward if all(s == 1 for s in g4.shape[2:])
+                  else k.adaptive_avg_backward)
+        comp.run(kernel, _as5d(g4, nd), _as5d(gi4, nd))
     else:
         _ref.adaptive_avg_pool_backward(g4, gi4.shape[2:], gi4)
 

@@ -196,6 +196,13 @@ def adaptive_avg_pool_backward(grad_output, in_size, grad_input):
     reduction, one dimension at a time (the first first)."""
     nd = len(in_size)
     out_size = grad_output.shape[2:]
+    if all(o == 1 for o in out_size):
+        # one bin per plane: PyTorch takes the mean, whose gradient is the
+        # quotient itself (not added to zeros: a -0 stays -0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            grad_input[...] = grad_output / grad_output.dtype.type(
+                int(np.prod(in_size, dtype=np.int64)))
+        return
     with np.errstate(invalid="ignore", over="ignore"):
         g = grad_output / bin_counts(in_size, out_size).astype(grad_output.dtype)
         for k in range(nd):
