@@ -1,15 +1,24 @@
-"""Streaming output of the max backward: into a caller's ``out=`` of at
-least ``_stream_min()`` bytes (16 MiB by default) with planes of up to
-256 KiB, each plane is zeroed and accumulated in a per-thread buffer and
-written with non-temporal stores.  These tests lower the threshold to 0 so
-that every such call streams, and compare with the reference backend at 1
-and 2 threads: planes adjacent in memory, planes with gaps between them
-(each copied to its own place), planes too large for the buffer (stored
-directly), channels-last gradients (never streamed), and
-fresh results (never streamed)."""
+"""Streaming output of the backward kernels: into a caller's ``out=`` of
+at least ``_stream_min()`` bytes (16 MiB by default), output is built in a
+per-thread buffer and written with non-temporal stores.
+
+- Max: each plane of up to 256 KiB is zeroed and accumulated in the buffer,
+  then copied out whole.
+- Average: each planar input row (or chunk of one) is built in the buffer
+  and appended to the thread's stream, which holds back a row's last partial
+  64-byte line until the next row completes it (``cypool_stream_put``); a
+  row that does not continue the previous one flushes the held line first.
+
+These tests lower the threshold to 0 so that every such call streams, and
+compare with the reference backend at 1 and 2 threads: planes and rows
+adjacent in memory, at every 4-byte offset from a line boundary, with gaps
+between them (each copied to its own place, nothing written outside),
+planes too large for the buffer (stored directly), channels-last
+gradients (never streamed), and fresh results (never streamed)."""
 
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -105,3 +114,71 @@ def test_kernel_into_planes_with_gaps(threads):
     assert not _kernels.max_pool_backward(g[:, :, None], bad[:, :, None], gin, threads,
                                           stream=True)
     assert (big[:, 0] == 3).all() and (big[:, 4] == 3).all()
+
+
+_AVG = [  # nd, kernel, stride, padding, ceil_mode, count_include_pad
+    (2, 2, 2, 0, False, True), (2, 3, 2, 1, False, True), (2, 3, 3, 1, True, False),
+    (2, (1, 2), (1, 2), 0, False, True), (1, 2, 2, 0, False, True),
+    (1, 5, 3, 2, True, False), (3, 2, 2, 0, False, True), (3, 3, 2, 1, True, False)]
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("case", _AVG, ids=[str(c) for c in _AVG])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_backward_into_out(threads, case, dtype):
+    """Row widths of 1 to 300 elements, and ``out`` placed at every 4-byte
+    offset from a 64-byte line inside a larger buffer whose other elements
+    must stay as they were."""
+    nd, k, s, p, ceil, incl = case
+    rng = np.random.default_rng(zlib.crc32(repr((case, np.dtype(dtype).str)).encode()))
+    fwd = getattr(cypool, f"avg_pool{nd}d")
+    bwd = getattr(cypool, f"avg_pool{nd}d_backward")
+    sizes = [(1,), (7,), (16,), (17,), (23,), (300,)] if nd == 1 else \
+        [(5, 1), (6, 7), (4, 16), (9, 17), (3, 300)] if nd == 2 else \
+        [(3, 4, 5), (2, 6, 17)]
+    overlap = any(kk > ss for kk, ss in zip(np.broadcast_to(k, nd),
+                                           np.broadcast_to(s, nd)))
+    for i, sp in enumerate(sizes):
+        shape = (2, 3) + sp
+        kw = dict(ceil_mode=ceil, count_include_pad=incl)
+        try:
+            with cypool.backend("reference"):
+                oshape = fwd(np.zeros(shape, dtype), k, s, p, **kw).shape
+        except ValueError:
+            continue                     # kernel larger than the padded input
+        g = rng.standard_normal(oshape).astype(dtype)
+        want = _ref(bwd, g, shape, k, s, p, **kw)
+        n = int(np.prod(shape))
+        off = (i * 4) % 64 // np.dtype(dtype).itemsize + 3
+        buf = np.full(n + 64, 7.0, dtype)
+        out = buf[off:off + n].reshape(shape)
+        got = bwd(g, shape, k, s, p, out=out, **kw)
+        assert got is out
+        if overlap:   # the backends add overlapping windows in different orders
+            np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(out, want)
+        assert (buf[:off] == 7).all() and (buf[off + n:] == 7).all()
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1)])
+def test_avg_kernel_rows_with_gaps(threads, k, s, p):
+    """Rows that are not adjacent (a grad_in view with gaps after each row
+    and each plane): every row's held line is flushed to its own place."""
+    from cypool._compiled import _kernels
+    rng = np.random.default_rng(8)
+    H, W = 10, 21
+    x = np.zeros((2, 3, H, W), np.float32)
+    g = rng.standard_normal(cypool.avg_pool2d(x, k, s, p).shape).astype(np.float32)
+    big = np.full((2, 5, 1, H, W + 3), 3.0, np.float32)
+    gin = big[:, 1:4, :, :, :W]
+    _kernels.avg_pool_backward(g[:, :, None], gin, (1, k, k), (1, s, s), (0, p, p),
+                               (0, p, p), True, 0, threads, stream=True)
+    want = _ref(cypool.avg_pool2d_backward, g, x.shape, k, s, p)
+    if k == s:
+        np.testing.assert_array_equal(gin[:, :, 0], want)
+    else:
+        np.testing.assert_allclose(gin[:, :, 0], want, rtol=1e-6, atol=1e-7)
+    assert (big[:, 0] == 3).all() and (big[:, 4] == 3).all()
+    assert (big[..., W:] == 3).all()

@@ -219,9 +219,11 @@ def avg_pool(x, geom, out, count_include_pad, divisor_override, rounding="trunca
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
-                      divisor_override):
+                      divisor_override, stream=False):
+    """``stream``: ``grad_input`` is the caller's array, not fresh memory (see
+    the kernel)."""
     nd = geom.nd
-    _run(_kernels.avg_pool_backward,
+    _run(functools.partial(_kernels.avg_pool_backward, stream=stream),
          _as5d(grad_output, nd), _as5d(grad_input, nd),
          _three(geom.kernel, 1), _three(geom.stride, 1),
          _three(geom.pad_before, 0), _three(geom.pad_after, 0),

@@ -545,8 +545,9 @@ def _avg_pool_backward(nd, op, grad_output, input_shape, kernel_size, stride,
     g = _check_grad_output(grad_output, shape4, batched, geom, op, channels_last)
     grad_input, gi4 = _result(out, shape4, g.dtype, channels_last, batched, op, "out",
                               (grad_output,))
+    # a caller's out= may be written with non-temporal stores
     _backend.current().avg_pool_backward(g, geom, gi4, count_include_pad,
-                                         divisor_override)
+                                         divisor_override, stream=out is not None)
     return grad_input
 
 

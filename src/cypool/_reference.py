@@ -211,9 +211,10 @@ def _int_divide(s, d, rounding):
 
 
 def avg_pool_backward(grad_output, geom, grad_input, count_include_pad,
-                      divisor_override):
+                      divisor_override, stream=False):
     """Each output gradient, divided by its divisor, is added to every input
-    element of its window; padding positions are dropped."""
+    element of its window; padding positions are dropped.  (``stream``: a
+    hint for the compiled kernels, unused here.)"""
     div = _divisor(geom, count_include_pad, divisor_override)
     acc = np.zeros(grad_input.shape, dtype=grad_output.dtype)
     with np.errstate(invalid="ignore", over="ignore"):

@@ -67,5 +67,8 @@ def avg_pool_backward(
     count_include_pad: bool,
     divisor_override: int,
     nthreads: int,
+    stream: bool = False,
 ) -> None:
-    """Fill ``grad_in`` with the gradient of average pooling."""
+    """Fill ``grad_in`` with the gradient of average pooling.  ``stream``:
+    ``grad_in`` is the caller's array (a large one is written with
+    non-temporal stores)."""

@@ -41,6 +41,11 @@ cdef extern from "omp_shim.h" nogil:
     int CYPOOL_HAVE_STREAM
     void cypool_stream_copy(char* dst, const char* src, size_t n)
     void cypool_sfence()
+    ctypedef struct cypool_stream_t:
+        pass
+    void cypool_stream_init(cypool_stream_t* s)
+    void cypool_stream_flush(cypool_stream_t* s)
+    void cypool_stream_put(cypool_stream_t* s, char* dst, const char* src, size_t n)
 
 
 ctypedef fused pool_t:
@@ -122,10 +127,13 @@ def omp_max_threads():
 
 cdef inline Py_ssize_t _floordiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Floor division for b > 0 (C division truncates toward zero).  The
-    common b == 1 (unit dilation and stride) skips the slow 64-bit divide:
-    window rows are located with these once per output row."""
+    common b == 1 and b == 2 (unit dilation, strides 1 and 2) skip the slow
+    64-bit divide: window rows are located with these once per row (the
+    shift of a signed value is arithmetic, a floor, in gcc, clang and MSVC)."""
     if b == 1:
         return a
+    if b == 2:
+        return a >> 1
     cdef Py_ssize_t q = a / b
     if (a % b != 0) and (a < 0):
         q -= 1
@@ -868,10 +876,15 @@ cdef inline void _bind(Scratch* sc, const Scratch* layout, char* base) noexcept 
 # the caches, where it is not read again soon) by building each part in a
 # per-thread buffer and copying it out with non-temporal stores
 # (``cypool_stream_copy``, ``omp_shim.h``); that saves the read of every
-# output line that an ordinary store costs.  Used by the max backward into a
-# caller's array, where it also replaces the zero fill's pass.  (Tried on the
-# forward kernels and the average backward: no measurable gain there, so
-# they store directly.)
+# output line that an ordinary store costs.  Used by the backward kernels
+# into a caller's array only: the max backward per plane (where it also
+# replaces the zero fill's pass), the average backward per row through
+# ``cypool_stream_put``, which carries a row's last partial line over to the
+# next row (ordinary stores to the partial lines, one demand miss per row,
+# had made per-row streaming slower than plain stores).  Into fresh memory
+# non-temporal stores are slower: the page faults have just brought every
+# line into the cache.  (The forward kernels store directly: their outputs
+# are a quarter of their inputs or are compute-bound.)
 
 cdef Py_ssize_t _STREAM_MIN = 16 << 20
 
@@ -2879,27 +2892,68 @@ cdef Py_ssize_t _cl_split(Geo* g, int nthreads, double work) noexcept:
 # and adds the contributions of every output window that covers it, so no two
 # threads ever write the same element.
 
+cdef struct RowPos:
+    # a thread's last work item of the backward row loops and its position
+    Py_ssize_t it, ch, ih, id_, c, n
+
+
+cdef inline void _row_pos(const Geo* g, Py_ssize_t it, RowPos* p) noexcept nogil:
+    """Item ``it`` (chunk ch of input row (n, c, id_, ih)) into ``p``: one
+    step on from the thread's previous item (the static schedule hands each
+    thread a run of consecutive items), else decoded with 64-bit divides,
+    which at a few dozen cycles each were a large share of a short row."""
+    if it == p.it + 1:
+        p.it = it
+        p.ch += 1
+        if p.ch < g.nchunk:
+            return
+        p.ch = 0
+        p.ih += 1
+        if p.ih < g.isz[1]:
+            return
+        p.ih = 0
+        p.id_ += 1
+        if p.id_ < g.isz[0]:
+            return
+        p.id_ = 0
+        p.c += 1
+        if p.c < g.C:
+            return
+        p.c = 0
+        p.n += 1
+        return
+    p.it = it
+    p.ch = it % g.nchunk
+    it = it // g.nchunk
+    p.ih = it % g.isz[1]
+    it = it // g.isz[1]
+    p.id_ = it % g.isz[0]
+    it = it // g.isz[0]
+    p.c = it % g.C
+    p.n = it // g.C
+
+
 cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
                                Py_ssize_t it, real_t* gbuf, real_t* rowbuf,
                                const int64_t* fd, const int64_t* fh,
-                               const int64_t* fw, int64_t override) noexcept nogil:
+                               const int64_t* fw, int64_t override,
+                               cypool_stream_t* st, const int64_t* uni,
+                               RowPos* pos) noexcept nogil:
     # here the chunk runs over input columns; g.xs are grad_input strides and
     # g.os grad_output strides
-    cdef Py_ssize_t ch = it % g.nchunk
-    cdef Py_ssize_t ih, id_, c, n, a, b, odlo, odhi, ohlo, ohhi
+    cdef Py_ssize_t ch, ih, id_, c, n, a, b, odlo, odhi, ohlo, ohhi
     cdef Py_ssize_t owlo, owhi, j
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
     cdef real_t* dst
-    it = it // g.nchunk
-    ih = it % g.isz[1]
-    it = it // g.isz[1]
-    id_ = it % g.isz[0]
-    it = it // g.isz[0]
-    c = it % g.C
-    n = it // g.C
+    _row_pos(g, it, pos)
+    ch = pos.ch
+    ih = pos.ih
+    id_ = pos.id_
+    c = pos.c
+    n = pos.n
     a = ch * g.chunk
     b = _imin(a + g.chunk, g.isz[2])
-    if g.xs[4] == 1:
+    if g.xs[4] == 1 and not g.stream:
         dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3] + a
     else:
         dst = rowbuf
@@ -2919,36 +2973,70 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
         # each is stored once (no zero fill, no read-modify-write)
         _avg_bwd_tiled(go + n * g.os[0] + c * g.os[1] + odlo * g.os[2]
                        + ohlo * g.os[3], dst, g, a, b, owlo, owhi, gbuf,
-                       override, fd[odlo] * fh[ohlo], fw)
+                       override, fd[odlo] * fh[ohlo], fw, uni)
     else:
         for j in range(b - a):
             dst[j] = 0
         _avg_bwd_general(go, dst, g, n, c, a, b, odlo, odhi, ohlo, ohhi, owlo,
-                         owhi, gbuf, fd, fh, fw, override)
+                         owhi, gbuf, fd, fh, fw, override, uni)
     if g.xs[4] != 1:
         dst = gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3]
         for j in range(b - a):
             dst[(a + j) * g.xs[4]] = rowbuf[j]
+    elif g.stream:
+        cypool_stream_put(
+            st, <char*>(gi + n * g.xs[0] + c * g.xs[1] + id_ * g.xs[2] + ih * g.xs[3] + a),
+            <const char*>rowbuf, (b - a) * sizeof(real_t))
+
+
+cdef inline void _gdiv(real_t* gbuf, const real_t* gorow, Py_ssize_t s,
+                       Py_ssize_t lo, Py_ssize_t n, int64_t override,
+                       int64_t fdh, const int64_t* fw,
+                       const int64_t* uni) noexcept nogil:
+    """``gbuf[j] = 0 + gorow[(lo + j) * s] / divisor`` for j < n: the
+    divisor is ``override`` where not 0, else ``fdh * fw[lo + j]``, as a
+    real_t.  Columns in [uni[0], uni[1]) all have the W factor uni[2]: a span
+    inside has one divisor (a multiply by its reciprocal for a power of
+    two, which is exact), without a product and a conversion per column.
+    The 0 + : PyTorch adds each quotient to a zeroed gradient, so a -0
+    lands as +0 (tiled rows store these values without that add)."""
+    cdef Py_ssize_t j
+    cdef real_t z = 0, dv, rv
+    cdef int64_t d = override
+    if (d == 0 and lo >= uni[0] and lo + n <= uni[1]
+            and fdh < (<int64_t>1 << 31) and uni[2] < (<int64_t>1 << 31)):
+        d = fdh * uni[2]
+    if d != 0 and _pow2_recip(d, &rv):
+        if s == 1:
+            for j in range(n):
+                gbuf[j] = z + gorow[lo + j] * rv
+        else:
+            for j in range(n):
+                gbuf[j] = z + gorow[(lo + j) * s] * rv
+    elif d != 0:
+        dv = <real_t>d
+        if s == 1:
+            for j in range(n):
+                gbuf[j] = z + gorow[lo + j] / dv
+        else:
+            for j in range(n):
+                gbuf[j] = z + gorow[(lo + j) * s] / dv
+    else:
+        for j in range(n):
+            gbuf[j] = z + gorow[(lo + j) * s] / <real_t>(fdh * fw[lo + j])
 
 
 cdef inline void _avg_bwd_tiled(const real_t* gorow, real_t* dst, const Geo* g,
                                 Py_ssize_t a, Py_ssize_t b, Py_ssize_t owlo,
                                 Py_ssize_t owhi, real_t* gbuf, int64_t override,
-                                int64_t fdh, const int64_t* fw) noexcept nogil:
+                                int64_t fdh, const int64_t* fw,
+                                const int64_t* uni) noexcept nogil:
     """Input columns [a, b) of one row under non-overlapping windows
     (kernel == stride along W) of the single output row ``gorow``."""
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], ow, j, lo, hi, pos
     cdef Py_ssize_t nw = owhi - owlo + 1
-    cdef real_t v, dv, z = 0
-    # z + quotient: PyTorch adds each quotient to a zeroed gradient, so a -0
-    # lands as +0, and these rows store the values without that add
-    if override != 0:
-        dv = <real_t>override
-        for j in range(nw):
-            gbuf[j] = z + gorow[(owlo + j) * g.os[4]] / dv
-    else:
-        for j in range(nw):
-            gbuf[j] = z + gorow[(owlo + j) * g.os[4]] / <real_t>(fdh * fw[owlo + j])
+    cdef real_t v
+    _gdiv(gbuf, gorow, g.os[4], owlo, nw, override, fdh, fw, uni)
     # covered columns, relative to a: [owlo*S - P - a, (owhi+1)*S - P - a);
     # owhi*S - P <= b - 1, so adding S last cannot overflow for S <= 2**62
     lo = owlo * S - P - a
@@ -2983,25 +3071,18 @@ cdef inline void _avg_bwd_general(const real_t* go, real_t* dst, const Geo* g,
                                   Py_ssize_t ohlo, Py_ssize_t ohhi,
                                   Py_ssize_t owlo, Py_ssize_t owhi, real_t* gbuf,
                                   const int64_t* fd, const int64_t* fh,
-                                  const int64_t* fw, int64_t override) noexcept nogil:
+                                  const int64_t* fw, int64_t override,
+                                  const int64_t* uni) noexcept nogil:
     """Accumulate into the zeroed columns [a, b) of one input row every
     output window that covers them."""
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
     cdef Py_ssize_t od, oh, ow, kw, off, lo, hi, j, k0, k1
     cdef const real_t* gorow
-    cdef real_t dv
-    cdef int64_t fdh
     for od in range(odlo, odhi + 1):
         for oh in range(ohlo, ohhi + 1):
             gorow = go + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
-            if override != 0:
-                dv = <real_t>override
-                for ow in range(owlo, owhi + 1):
-                    gbuf[ow - owlo] = gorow[ow * g.os[4]] / dv
-            else:
-                fdh = fd[od] * fh[oh]
-                for ow in range(owlo, owhi + 1):
-                    gbuf[ow - owlo] = gorow[ow * g.os[4]] / <real_t>(fdh * fw[ow])
+            _gdiv(gbuf, gorow, g.os[4], owlo, owhi - owlo + 1, override,
+                  fd[od] * fh[oh], fw, uni)
             # taps that land in [a, b) for some covering output
             k0 = _imax(0, a + P - owhi * S)
             k1 = _imin(K, b + P - owlo * S)
@@ -3032,26 +3113,51 @@ cdef inline void _avg_bwd_general(const real_t* go, real_t* dst, const Geo* g,
 cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
                   int64_t override) noexcept nogil:
     cdef Py_ssize_t nitems = g.N * g.C * g.isz[0] * g.isz[1] * g.nchunk
-    cdef Py_ssize_t it, per_thread, row_off
+    cdef Py_ssize_t it, per_thread, row_off, st_off, ow
     cdef char* scratch
     cdef int64_t* fac
     cdef int tid
-    # gbuf holds the covering output columns of one chunk, rowbuf one chunk
+    cdef cypool_stream_t* st
+    cdef RowPos* pos
+    cdef int64_t uni[3]
+    # gbuf holds the covering output columns of one chunk, rowbuf one chunk,
+    # then the thread's streaming state and row position
     row_off = _lines(_imin(g.osz[2], g.chunk // g.st[2] + g.ks[2] // g.st[2] + 3)
                      * sizeof(real_t))
-    per_thread = row_off + _lines(g.chunk * sizeof(real_t))
+    st_off = row_off + _lines(g.chunk * sizeof(real_t))
+    per_thread = st_off + _lines(sizeof(cypool_stream_t)) + _lines(sizeof(RowPos))
     scratch = <char*>malloc(per_thread * g.nthreads + LINE)
     fac = _avg_factors(g, include_pad)
     if scratch == NULL or fac == NULL:
         free(scratch)
         free(fac)
         return -1
+    # the run of W factors equal to the first largest one (_gdiv)
+    uni[0] = 0
+    uni[1] = 0
+    uni[2] = 0
+    for ow in range(g.osz[2]):
+        if fac[g.osz[0] + g.osz[1] + ow] > uni[2]:
+            uni[2] = fac[g.osz[0] + g.osz[1] + ow]
+            uni[0] = ow
+    uni[1] = uni[0]
+    while uni[1] < g.osz[2] and fac[g.osz[0] + g.osz[1] + uni[1]] == uni[2]:
+        uni[1] += 1
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
         tid = cypool_omp_get_thread_num()
+        st = <cypool_stream_t*>(_aligned(scratch) + tid * per_thread + st_off)
+        cypool_stream_init(st)
+        pos = <RowPos*>(_aligned(scratch) + tid * per_thread + st_off
+                        + _lines(sizeof(cypool_stream_t)))
+        pos.it = -2
         for it in prange(nitems, schedule='static'):
             _avg_bwd_item(go, gi, g, it, <real_t*>(_aligned(scratch) + tid * per_thread),
                           <real_t*>(_aligned(scratch) + tid * per_thread + row_off),
-                          fac, fac + g.osz[0], fac + g.osz[0] + g.osz[1], override)
+                          fac, fac + g.osz[0], fac + g.osz[0] + g.osz[1], override, st,
+                          uni, pos)
+        if g.stream:
+            cypool_stream_flush(st)
+            cypool_sfence()     # the streamed stores, visible before the join
     free(scratch)
     free(fac)
     return 0
@@ -3436,8 +3542,15 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
 def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not None,
                       tuple kernel, tuple stride, tuple pad, tuple pad_after,
                       bint count_include_pad, int64_t divisor_override,
-                      int nthreads):
-    """Fill ``grad_in`` with the gradient of average pooling."""
+                      int nthreads, bint stream=False):
+    """Fill ``grad_in`` with the gradient of average pooling.  ``stream``:
+    ``grad_in`` is the caller's array, not fresh memory: when it has at least
+    ``_stream_min()`` bytes, each planar input row is built in a per-thread
+    buffer and appended to the thread's stream of non-temporal stores
+    (``cypool_stream_put``: no read of every output line before it is
+    written; 1.3x into a (32, 64, 112, 112) float32 out= measured).  Into
+    fresh memory they are slower than ordinary stores: the page faults have
+    just brought the lines into the cache."""
     cdef Geo g
     cdef int rc = 0
     cdef int typenum = cnp.PyArray_TYPE(grad_out)
@@ -3467,6 +3580,7 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
     # items are input rows (and chunks of them)
     _split(&g, g.N * g.C * g.isz[0] * g.isz[1], 1, g.isz[2], nthreads,
            <double>g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * _taps_per_window(&g))
+    g.stream = stream and _wants_stream(grad_in) and g.xs[4] == 1
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _avg_bwd(<const float*>gop, <float*>gip, &g, count_include_pad,

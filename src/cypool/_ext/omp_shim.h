@@ -71,6 +71,67 @@ static inline void cypool_stream_copy(char* dst, const char* src, size_t n) {
     memcpy(dst, src, n);
 }
 
+/* Streaming a sequence of pieces (output rows) that are often adjacent in
+ * the destination: a piece's last partial line is held back (``line``) and
+ * completed by the next piece if that one starts where it ends, then
+ * written with one non-temporal store.  Ordinary stores to partial lines
+ * would read each such line from memory first (a demand miss per row: with
+ * rows of a few hundred bytes that made streaming slower than plain
+ * stores).  ``cypool_stream_flush`` writes a held line (ordinary stores);
+ * each thread flushes, then fences, after its last piece. */
+typedef struct {
+    char line[64];
+    char* base;     /* destination of line[0] (64-byte aligned), or NULL */
+    size_t fill;    /* bytes held in line */
+} cypool_stream_t;
+
+static inline void cypool_stream_init(cypool_stream_t* s) {
+    s->base = NULL;
+    s->fill = 0;
+}
+
+static inline void cypool_stream_flush(cypool_stream_t* s) {
+    if (s->fill) memcpy(s->base, s->line, s->fill);
+    s->base = NULL;
+    s->fill = 0;
+}
+
+static inline void cypool_stream_put(cypool_stream_t* s, char* dst,
+                                     const char* src, size_t n) {
+#if CYPOOL_HAVE_STREAM
+    size_t head, k;
+    if (s->fill) {
+        if (dst == s->base + s->fill) {
+            k = 64 - s->fill;
+            if (k > n) k = n;
+            memcpy(s->line + s->fill, src, k);
+            s->fill += k;
+            dst += k; src += k; n -= k;
+            if (s->fill < 64) return;           /* n is 0: still partial */
+            cypool_stream_copy(s->base, s->line, 64);
+            s->base = NULL;
+            s->fill = 0;
+        } else {
+            cypool_stream_flush(s);
+        }
+    }
+    head = (64 - ((size_t)dst & 63)) & 63;
+    if (head > n) head = n;
+    memcpy(dst, src, head);
+    dst += head; src += head; n -= head;
+    k = n & ~(size_t)63;
+    if (k) cypool_stream_copy(dst, src, k);
+    dst += k; src += k; n -= k;
+    if (n) {                                   /* dst is line-aligned here */
+        memcpy(s->line, src, n);
+        s->base = dst;
+        s->fill = n;
+    }
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
 static inline void cypool_sfence(void) {
 #if CYPOOL_HAVE_STREAM
     _mm_sfence();
