@@ -100,6 +100,21 @@ def test_smoke_run_has_the_expected_peers(bench, smoke_run):
     assert "µs per call" in out
 
 
+def test_ramp_cases_time_the_random_input_in_turns(bench, smoke_run):
+    """The data-independence target compares the ramp with the random input
+    timed round-robin in the same case (not with another case, minutes
+    apart); that row is not compared with the ramp's result."""
+    _, out, d = smoke_run
+    doc = json.loads((d / "r.json").read_text())
+    by_name = {c["case"]: c for c in doc["cases"]}
+    for name in ("max k2s2 ramp", "max k3s2p1 ramp"):
+        rows = [r for r in by_name[name]["rows"] if r["impl"] == bench.CY_RAND]
+        assert sorted(r["threads"] for r in rows) == [1, 2]
+        assert all("median_s" in r and "mismatch" not in r for r in rows)
+        assert f"| ramp within 10 % of random | {name}: ramp vs random input, timed in turns |" in out
+    assert not any(r["impl"] == bench.CY_RAND for r in by_name["max k2s2"]["rows"])
+
+
 def test_plot_written(smoke_run):
     pytest.importorskip("matplotlib")
     _, _, d = smoke_run
