@@ -184,8 +184,8 @@ class BuildExt(build_ext):
             # -O3 vectorises the inner loops; never -ffast-math (it deletes the
             # NaN tests of max pooling) and never -march=native in wheels.
             # -ffp-contract=off: no a*b+c fused behind the source's back in
-            # the FMA variants (rounding as the reference backend does it;
-            # the kernels call fmaf where they mean a fused multiply-add)
+            # the FMA variants (built with -mfma): every product and sum
+            # rounds as the reference backend rounds it
             base = ["-O3", "-fno-math-errno", "-ffp-contract=off",
                     "-Wno-unused-function", "-Wno-unreachable-code"]
             if not _env_flag("CYPOOL_CYTHON_DEBUG"):

@@ -20,6 +20,7 @@ reference backend, which divides.
   overlapping windows, channels-last).
 """
 
+import functools
 import zlib
 
 import numpy as np
@@ -43,8 +44,10 @@ def _assert_same(got, want, msg=""):
     np.testing.assert_array_equal(_bits(got)[~nan], _bits(want)[~nan], err_msg=msg)
 
 
-# every float32 in [1, 2), as a (1, 1, rows, 1024) image
-_SIG = (np.arange(1 << 23, dtype=np.uint32) + np.uint32(0x3F800000)).view(np.float32)
+@functools.lru_cache(maxsize=1)
+def _significands():
+    """Every float32 in [1, 2) (32 MB, built once, when first needed)."""
+    return (np.arange(1 << 23, dtype=np.uint32) + np.uint32(0x3F800000)).view(np.float32)
 
 
 def _divisors():
@@ -55,7 +58,7 @@ def _divisors():
 
 @pytest.mark.parametrize("d", _divisors())
 def test_every_significand(d):
-    x = _SIG.reshape(1, 1, -1, 1024)
+    x = _significands().reshape(1, 1, -1, 1024)
     got = cypool.avg_pool2d(x, 1, 1, divisor_override=d)
     want = x / np.float32(d)
     mism = np.flatnonzero(_bits(got) != _bits(want))

@@ -3548,7 +3548,7 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
     ``_stream_min()`` bytes, each planar input row is built in a per-thread
     buffer and appended to the thread's stream of non-temporal stores
     (``cypool_stream_put``: no read of every output line before it is
-    written; 1.3x into a (32, 64, 112, 112) float32 out= measured).  Into
+    written; 1.2-1.3x into a (32, 64, 112, 112) float32 out= measured).  Into
     fresh memory they are slower than ordinary stores: the page faults have
     just brought the lines into the cache."""
     cdef Geo g
