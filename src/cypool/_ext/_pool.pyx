@@ -2520,6 +2520,61 @@ cdef inline void _avg_int_tiled_row(const int_t* base, const Geo* g,
                 acc[j * CC + cc] = t
 
 
+cdef inline void _avg_int_pair_row(const int_t* r0, const int_t* r1, int_t* o,
+                                   int_t* qb, Py_ssize_t n, Py_ssize_t CC,
+                                   int sh, bint nearest) noexcept nogil:
+    """Outputs ``o[j*CC + c]`` (j < n, c < CC, contiguous) of windows two
+    pixels wide over the two input rows ``r0`` and ``r1`` (pixels of CC
+    packed channels), divided by ``2**sh`` (1 <= sh <= 30): the 8/16-bit
+    2 x 2 mean of images.
+
+    The four-term sums of 8/16-bit values fit int32, and the quotient is
+    ``_int_quot_pow2``'s in closed form: toward zero ``(s + (d-1 if s < 0))
+    >> sh``; to nearest, ties to even, ``(s + d/2 - 1 + (floor & 1)) >>
+    sh``; both loops vectorise on narrow lanes.  With one channel the
+    windows are read at stride 2.  With several, the window sum at every
+    position ``q`` of the row (``r[q] + r[q + CC]``) is formed in one
+    contiguous pass into ``qb`` (half of them straddle two pixels and are
+    not used), and the wanted ones are then gathered pixel by pixel."""
+    cdef Py_ssize_t q, j, c, L = (2 * n - 1) * CC
+    cdef int32_t s, m = (<int32_t>1 << sh) - 1, h = (<int32_t>1 << (sh - 1)) - 1
+    if CC == 1:
+        if nearest:
+            for j in range(n):
+                s = (<int32_t>r0[2 * j] + <int32_t>r0[2 * j + 1]
+                     + <int32_t>r1[2 * j] + <int32_t>r1[2 * j + 1])
+                o[j] = <int_t>((s + h + ((s >> sh) & 1)) >> sh)
+        else:
+            for j in range(n):
+                s = (<int32_t>r0[2 * j] + <int32_t>r0[2 * j + 1]
+                     + <int32_t>r1[2 * j] + <int32_t>r1[2 * j + 1])
+                o[j] = <int_t>((s + ((s >> 31) & m)) >> sh)
+        return
+    if nearest:
+        for q in range(L):
+            s = (<int32_t>r0[q] + <int32_t>r0[q + CC]
+                 + <int32_t>r1[q] + <int32_t>r1[q + CC])
+            qb[q] = <int_t>((s + h + ((s >> sh) & 1)) >> sh)
+    else:
+        for q in range(L):
+            s = (<int32_t>r0[q] + <int32_t>r0[q + CC]
+                 + <int32_t>r1[q] + <int32_t>r1[q + CC])
+            qb[q] = <int_t>((s + ((s >> 31) & m)) >> sh)
+    if CC == 3:
+        # RGB: four elements per pixel; the spare one is overwritten by the
+        # next pixel, and the last pixel is copied element by element
+        for j in range(n - 1):
+            memcpy(o + 3 * j, qb + 6 * j, 4 * sizeof(int_t))
+        j = n - 1
+        o[3 * j] = qb[6 * j]
+        o[3 * j + 1] = qb[6 * j + 1]
+        o[3 * j + 2] = qb[6 * j + 2]
+    else:
+        for j in range(n):
+            for c in range(CC):
+                o[j * CC + c] = qb[2 * j * CC + c]
+
+
 cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
                                     const int64_t* fac, int64_t override,
                                     bint nearest, bint cl, Py_ssize_t it,
@@ -2549,7 +2604,10 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     cdef int_t* orow
     cdef int_t* o
     cdef int64_t dv, last = 0
-    cdef int sh = 0
+    cdef int sh = 0, psh
+    cdef const int_t* rp[2]
+    cdef bint pair
+    cdef Py_ssize_t nb, pb, hn, hnlo, hnhi
     if cl:
         _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
         CC = g.C
@@ -2563,9 +2621,40 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     _tap_range(d0, g.ks[0], 1, g.isz[0], &dlo, &dhi)
     if vs != NULL and b * S > g.isz[2]:
         vs = NULL     # a window clipped by the row's end (ceil mode)
+    # windows two pixels wide over two in-bounds rows, a power-of-two
+    # divisor, contiguous outputs: _avg_int_pair_row (the 2 x 2 image mean)
+    pair = (vs != NULL and S == 2 and wuni and os4 == CC
+            and (CC == 1 or g.os[1] == 1))
+    nb = (b - a) * S * CC * <Py_ssize_t>sizeof(int_t)
     for oh in range(oh0, oh1):
         h0 = oh * g.st[1] - g.pd[1]
         _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
+        if pair and (dhi - dlo) * (hhi - hlo) == 2:
+            psh = _log2_exact(_avg_div(g, fac, override, od, oh, a))
+            if 0 < psh <= 30:
+                j = 0
+                for kd in range(dlo, dhi):
+                    for kh in range(hlo, hhi):
+                        rp[j] = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3] + a * S * CC
+                        j += 1
+                # the next output row's input rows, while this one computes
+                # (the hardware prefetcher alone leaves this pass waiting)
+                if oh + 1 < g.osz[1] and dhi - dlo == 1:
+                    hn = h0 + g.st[1]
+                    _tap_range(hn, g.ks[1], 1, g.isz[1], &hnlo, &hnhi)
+                    for kh in range(hnlo, hnhi):
+                        src = base + (d0 + dlo) * g.xs[2] + (hn + kh) * g.xs[3] + a * S * CC
+                        for pb in range(0, nb, 64):
+                            cypool_prefetch(<const char*>src + pb)
+                orow = (out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
+                        + a * os4)
+                if psh == 2:    # 2 x 2 windows: a constant shift, narrower lanes
+                    _avg_int_pair_row(rp[0], rp[1], orow, <int_t*>vs, b - a, CC, 2,
+                                      nearest)
+                else:
+                    _avg_int_pair_row(rp[0], rp[1], orow, <int_t*>vs, b - a, CC, psh,
+                                      nearest)
+                continue
         if vs != NULL:
             _avg_int_tiled_row(base, g, d0, dlo, dhi, h0, hlo, hhi, a, b, CC,
                                acc, vs)
