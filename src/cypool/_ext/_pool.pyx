@@ -1561,6 +1561,33 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
             _max_cl_pos(x, o, oi, g, n, od, oh, ow)
 
 
+cdef inline void _prefetch_next_rows(const char* plane, const Geo* g,
+                                     Py_ssize_t isz, Py_ssize_t d0,
+                                     Py_ssize_t dlo, Py_ssize_t dhi,
+                                     Py_ssize_t oh, Py_ssize_t a,
+                                     Py_ssize_t b, Py_ssize_t CC) noexcept nogil:
+    """Hint the input of output row ``oh + 1``, columns [a, b) of rows of
+    contiguous pixels of CC elements (windows tiling W): the tiled row kernels read two
+    or more whole rows per output row, and the hardware prefetcher alone
+    leaves them waiting on memory.  Nothing past the last output row, and
+    nothing for windows of more than four rows."""
+    cdef Py_ssize_t kd, kh, hlo, hhi, h0, off, nb
+    cdef const char* p
+    if oh + 1 >= g.osz[1] or (dhi - dlo) > 2:
+        return
+    h0 = (oh + 1) * g.st[1] - g.pd[1]
+    _tap_range(h0, g.ks[1], g.dl[1], g.isz[1], &hlo, &hhi)
+    if (dhi - dlo) * (hhi - hlo) > 4:
+        return
+    nb = (b - a) * g.st[2] * CC * isz
+    for kd in range(dlo, dhi):
+        for kh in range(hlo, hhi):
+            p = plane + ((d0 + kd * g.dl[0]) * g.xs[2] + (h0 + kh * g.dl[1]) * g.xs[3]
+                         + a * g.st[2] * g.xs[4]) * isz
+            for off in range(0, nb, 64):
+                cypool_prefetch(p + off)
+
+
 cdef inline void _max_cl_tiled_row(const pool_t* x, pool_t* o, const Geo* g,
                                    Py_ssize_t n, Py_ssize_t d0, Py_ssize_t dlo,
                                    Py_ssize_t dhi, Py_ssize_t oh, Py_ssize_t a,
@@ -1663,6 +1690,8 @@ cdef inline void _max_cl_rows_item(const pool_t* x, pool_t* out, const Geo* g,
     for oh in range(oh0, oh1):
         orow = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
         if vm != NULL:
+            _prefetch_next_rows(<const char*>(x + n * g.xs[0]), g, sizeof(pool_t),
+                                d0, dlo, dhi, oh, a, b, g.C)
             _max_cl_tiled_row(x, orow + a * g.C, g, n, d0, dlo, dhi, oh, a, b, vm)
             continue
         if _max_cl_row(<_Fast*>NULL, x, orow, g, n, d0, dlo, dhi, oh, a, b):
@@ -2607,7 +2636,6 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     cdef int sh = 0, psh
     cdef const int_t* rp[2]
     cdef bint pair
-    cdef Py_ssize_t nb, pb, hn, hnlo, hnhi
     if cl:
         _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
         CC = g.C
@@ -2625,7 +2653,6 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
     # divisor, contiguous outputs: _avg_int_pair_row (the 2 x 2 image mean)
     pair = (vs != NULL and S == 2 and wuni and os4 == CC
             and (CC == 1 or g.os[1] == 1))
-    nb = (b - a) * S * CC * <Py_ssize_t>sizeof(int_t)
     for oh in range(oh0, oh1):
         h0 = oh * g.st[1] - g.pd[1]
         _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
@@ -2637,15 +2664,8 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
                     for kh in range(hlo, hhi):
                         rp[j] = base + (d0 + kd) * g.xs[2] + (h0 + kh) * g.xs[3] + a * S * CC
                         j += 1
-                # the next output row's input rows, while this one computes
-                # (the hardware prefetcher alone leaves this pass waiting)
-                if oh + 1 < g.osz[1] and dhi - dlo == 1:
-                    hn = h0 + g.st[1]
-                    _tap_range(hn, g.ks[1], 1, g.isz[1], &hnlo, &hnhi)
-                    for kh in range(hnlo, hnhi):
-                        src = base + (d0 + dlo) * g.xs[2] + (hn + kh) * g.xs[3] + a * S * CC
-                        for pb in range(0, nb, 64):
-                            cypool_prefetch(<const char*>src + pb)
+                _prefetch_next_rows(<const char*>base, g, sizeof(int_t), d0, dlo, dhi,
+                                    oh, a, b, CC)
                 orow = (out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
                         + a * os4)
                 if psh == 2:    # 2 x 2 windows: a constant shift, narrower lanes
@@ -2656,6 +2676,8 @@ cdef inline void _avg_int_rows_item(const int_t* x, int_t* out, const Geo* g,
                                       nearest)
                 continue
         if vs != NULL:
+            _prefetch_next_rows(<const char*>base, g, sizeof(int_t), d0, dlo, dhi,
+                                oh, a, b, CC)
             _avg_int_tiled_row(base, g, d0, dlo, dhi, h0, hlo, hhi, a, b, CC,
                                acc, vs)
         else:
