@@ -2141,7 +2141,7 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
                 o[j] = 0
             lo = ia * S - P - w0
             _avg_win(o + (ia - a), rows[0] + lo, rows[0] + lo, rows[0] + lo, S, K, 1,
-                     ib - ia)
+                     ib - ia, 1, False)
             whole1 = True   # only the border columns remain, below
         else:
             for j in range(n):
@@ -2170,38 +2170,42 @@ cdef inline void _avg_row(const Geo* g, const Plan* pl, Scratch* sc,
 
 cdef inline void _avg_win(real_t* o, const real_t* r0, const real_t* r1,
                           const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
-                          Py_ssize_t R, Py_ssize_t n) noexcept nogil:
-    """Window sums of R input rows (R = kk: ``_avg_win_run``; R = 1:
-    ``_avg_win1_run``, r0 only) cut as ``_head_len`` says (each sum is
-    computed from the inputs alone, so an overlapping call rewrites equal
-    values)."""
+                          Py_ssize_t R, Py_ssize_t n, real_t dv,
+                          bint mul) noexcept nogil:
+    """Window sums of R input rows (R = kk: ``_avg_win_run``, divided by
+    ``dv`` or multiplied by it; R = 1: ``_avg_win1_run``, r0 only, not divided) cut as
+    ``_head_len`` says (each result is computed from the inputs alone, so
+    an overlapping call rewrites equal values)."""
     cdef Py_ssize_t B = 64 // sizeof(real_t)
     cdef Py_ssize_t h, t
     if n <= B + 1:
-        _avg_win_rows(o, r0, r1, r2, S, kk, R, n)
+        _avg_win_rows(o, r0, r1, r2, S, kk, R, n, dv, mul)
         return
     h = _head_len(n, B)
-    _avg_win_rows(o, r0, r1, r2, S, kk, R, h)
+    _avg_win_rows(o, r0, r1, r2, S, kk, R, h, dv, mul)
     if h < n:
         t = n - (B + 1)
-        _avg_win_rows(o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk, R, B + 1)
+        _avg_win_rows(o + t, r0 + t * S, r1 + t * S, r2 + t * S, S, kk, R, B + 1, dv,
+                      mul)
 
 
 cdef inline void _avg_win_rows(real_t* o, const real_t* r0, const real_t* r1,
                                const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
-                               Py_ssize_t R, Py_ssize_t n) noexcept nogil:
+                               Py_ssize_t R, Py_ssize_t n, real_t dv,
+                               bint mul) noexcept nogil:
     if R == 1:
         _avg_win1_run(o, r0, S, kk, n)
     else:
-        _avg_win_run(o, r0, r1, r2, S, kk, n)
+        _avg_win_run(o, r0, r1, r2, S, kk, n, dv, mul)
 
 
 cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
                               const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
-                              Py_ssize_t n) noexcept nogil:
-    """Window sums of whole kk x kk windows (kk 2 or 3, S 1 or 2) in one
-    pass, in the order of the general row passes: from 0, rows in scan
-    order, taps left to right."""
+                              Py_ssize_t n, real_t dv, bint mul) noexcept nogil:
+    """Averages of whole kk x kk windows (kk 2 or 3, S 1 or 2) in one pass:
+    the sums in the order of the general row passes (from 0, rows in scan
+    order, taps left to right), divided by ``dv`` (``mul``: multiplied by
+    ``dv``, a power of two's exact reciprocal: the same rounding)."""
     cdef Py_ssize_t j
     cdef real_t acc
     if kk == 2 and S == 2:
@@ -2211,7 +2215,7 @@ cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
             acc = acc + r0[2 * j + 1]
             acc = acc + r1[2 * j]
             acc = acc + r1[2 * j + 1]
-            o[j] = acc
+            o[j] = acc * dv if mul else acc / dv
     elif kk == 2:
         for j in range(n):
             acc = 0
@@ -2219,7 +2223,7 @@ cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
             acc = acc + r0[j + 1]
             acc = acc + r1[j]
             acc = acc + r1[j + 1]
-            o[j] = acc
+            o[j] = acc * dv if mul else acc / dv
     elif S == 2:
         for j in range(n):
             acc = 0
@@ -2232,7 +2236,7 @@ cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
             acc = acc + r2[2 * j]
             acc = acc + r2[2 * j + 1]
             acc = acc + r2[2 * j + 2]
-            o[j] = acc
+            o[j] = acc * dv if mul else acc / dv
     else:
         for j in range(n):
             acc = 0
@@ -2245,7 +2249,7 @@ cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
             acc = acc + r2[j]
             acc = acc + r2[j + 1]
             acc = acc + r2[j + 2]
-            o[j] = acc
+            o[j] = acc * dv if mul else acc / dv
 
 
 cdef inline real_t _avg_edge(const real_t* r0, Py_ssize_t rs, Py_ssize_t w0,
@@ -2268,21 +2272,33 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
     """Output columns [a, b) of a row of K x K windows (``g.square``) whose
     rows are all in bounds (``r0[w - w0]`` is column ``w`` of the first,
     the others ``rs`` apart): the
-    sums in one pass over the interior and window by window at the borders,
-    then ``_avg_divide``.  Bit for bit the general path."""
+    averages in one pass over the interior and window by window at the
+    borders.  Bit for bit the general path: each sum is divided by its
+    divisor converted to real_t, which is what every branch of
+    ``_avg_divide`` computes (a power of two's exact reciprocal rounds the
+    product as the quotient rounds; below 2**mantissa the product of the
+    converted factors is the converted product)."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
     cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, st
+    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
+    cdef int64_t fdh = pl.fac[od] * pl.fac[g.osz[0] + oh], d
+    cdef real_t rv
+    cdef bint mul
     if ib < ia:
         ib = ia
     if ia < ib:
+        # interior windows are whole: one W factor (K) for all of them
         st = ia * S - P - w0
+        d = override if override != 0 else fdh * fw[ia]
+        mul = _pow2_recip(d, &rv)
         _avg_win(o + (ia - a), r0 + st, r0 + rs + st, r0 + (K - 1) * rs + st, S, K, K,
-                 ib - ia)
+                 ib - ia, rv if mul else <real_t>d, mul)
     for j in range(a, ia):
-        o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
+        o[j - a] = (_avg_edge(r0, rs, w0, K, j * S - P, L)
+                    / <real_t>(override if override != 0 else fdh * fw[j]))
     for j in range(ib, b):
-        o[j - a] = _avg_edge(r0, rs, w0, K, j * S - P, L)
-    _avg_divide(g, pl, o, a, b, od, oh, override)
+        o[j - a] = (_avg_edge(r0, rs, w0, K, j * S - P, L)
+                    / <real_t>(override if override != 0 else fdh * fw[j]))
 
 
 cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
