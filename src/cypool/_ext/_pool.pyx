@@ -395,6 +395,44 @@ cdef inline bint _max_win1_run(mode_t* mode, pool_t* o, const pool_t* r0,
     return nf
 
 
+cdef inline bint _msq22(mode_t* mode, pool_t* o, const pool_t* r0,
+                        const pool_t* r1, Py_ssize_t n) noexcept nogil:
+    """2 x 2 windows at W stride 2 over rows r0, r1 (``_max_win_run``)."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    for j in range(n):
+        m = r0[2 * j]; sm = m
+        _sel(mode, r0[2 * j + 1], &m, &sm)
+        _sel(mode, r1[2 * j], &m, &sm)
+        _sel(mode, r1[2 * j + 1], &m, &sm)
+        o[j] = m
+        nf = nf | _alarm(mode, sm)
+    return nf
+
+
+cdef inline bint _msq32(mode_t* mode, pool_t* o, const pool_t* r0,
+                        const pool_t* r1, const pool_t* r2,
+                        Py_ssize_t n) noexcept nogil:
+    """3 x 3 windows at W stride 2 over rows r0, r1, r2 (``_max_win_run``)."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    for j in range(n):
+        m = r0[2 * j]; sm = m
+        _sel(mode, r0[2 * j + 1], &m, &sm)
+        _sel(mode, r0[2 * j + 2], &m, &sm)
+        _sel(mode, r1[2 * j], &m, &sm)
+        _sel(mode, r1[2 * j + 1], &m, &sm)
+        _sel(mode, r1[2 * j + 2], &m, &sm)
+        _sel(mode, r2[2 * j], &m, &sm)
+        _sel(mode, r2[2 * j + 1], &m, &sm)
+        _sel(mode, r2[2 * j + 2], &m, &sm)
+        o[j] = m
+        nf = nf | _alarm(mode, sm)
+    return nf
+
+
 cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
                               const pool_t* r1, const pool_t* r2, Py_ssize_t S,
                               Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
@@ -407,13 +445,7 @@ cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
     cdef pool_t m, sm
     cdef bint nf = 0
     if kk == 2 and S == 2:
-        for j in range(n):
-            m = r0[2 * j]; sm = m
-            _sel(mode, r0[2 * j + 1], &m, &sm)
-            _sel(mode, r1[2 * j], &m, &sm)
-            _sel(mode, r1[2 * j + 1], &m, &sm)
-            o[j] = m
-            nf = nf | _alarm(mode, sm)
+        return _msq22(mode, o, r0, r1, n)
     elif kk == 2:
         for j in range(n):
             m = r0[j]; sm = m
@@ -423,18 +455,7 @@ cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
             o[j] = m
             nf = nf | _alarm(mode, sm)
     elif S == 2:
-        for j in range(n):
-            m = r0[2 * j]; sm = m
-            _sel(mode, r0[2 * j + 1], &m, &sm)
-            _sel(mode, r0[2 * j + 2], &m, &sm)
-            _sel(mode, r1[2 * j], &m, &sm)
-            _sel(mode, r1[2 * j + 1], &m, &sm)
-            _sel(mode, r1[2 * j + 2], &m, &sm)
-            _sel(mode, r2[2 * j], &m, &sm)
-            _sel(mode, r2[2 * j + 1], &m, &sm)
-            _sel(mode, r2[2 * j + 2], &m, &sm)
-            o[j] = m
-            nf = nf | _alarm(mode, sm)
+        return _msq32(mode, o, r0, r1, r2, n)
     else:
         for j in range(n):
             m = r0[j]; sm = m
@@ -1158,6 +1179,67 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* p0,
             _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
 
 
+cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
+                               const pool_t* r, Py_ssize_t rs, Py_ssize_t rstep,
+                               pool_t* o, Py_ssize_t os3, Py_ssize_t nrows,
+                               Py_ssize_t a, Py_ssize_t b,
+                               Py_ssize_t pfd) noexcept nogil:
+    """``_max_row_square`` for ``nrows`` consecutive output rows of 2 x 2 or
+    3 x 3 windows at W stride 2 whose rows all lie in the input: row i reads
+    rows ``r + i*rstep + k*rs`` (W-contiguous, column 0 first) and writes
+    columns [a, b) at ``o + i*os3``.  One function for the block, so that a
+    row costs its vector passes and little else (per-row calls and
+    bookkeeping were half the time of a 56-wide row).  Interior columns cut
+    as ``_head_len`` says, border columns by ``_max_edge``; while row i
+    runs, the input rows that row i + pfd adds are hinted.  Returns the NaN
+    alarm of the whole block (fast mode): the caller then reruns it in
+    exact mode."""
+    cdef Py_ssize_t K = g.ks[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
+    cdef Py_ssize_t B = 64 // sizeof(pool_t), n, h, t, lo, i, j, k, kn, c0, nb, off
+    cdef const pool_t* p0
+    cdef const pool_t* p1
+    cdef const pool_t* p2
+    cdef const char* pf
+    cdef pool_t* q
+    cdef bint nf = 0
+    if ib < ia:
+        ib = ia
+    n = ib - ia
+    h = n if n <= B + 1 else _head_len(n, B)
+    t = n - (B + 1)
+    lo = ia * 2 - P
+    kn = _imax(0, K - g.st[1])      # the first window row that is new
+    c0 = _imax(0, a * 2 - P)
+    nb = (_imin(L, (b - 1) * 2 - P + K) - c0) * <Py_ssize_t>sizeof(pool_t)
+    for i in range(nrows):
+        p0 = r + i * rstep
+        p1 = p0 + rs
+        p2 = p1 + rs if K == 3 else p1
+        if i + pfd < nrows:
+            for k in range(kn, K):
+                pf = <const char*>(p0 + pfd * rstep + k * rs + c0)
+                for off in range(0, nb, 64):
+                    cypool_prefetch(pf + off)
+        q = o + i * os3
+        if n > 0:
+            if K == 2:
+                nf = nf | _msq22(mode, q + (ia - a), p0 + lo, p1 + lo, h)
+                if h < n:
+                    nf = nf | _msq22(mode, q + (ia - a) + t, p0 + lo + 2 * t,
+                                     p1 + lo + 2 * t, B + 1)
+            else:
+                nf = nf | _msq32(mode, q + (ia - a), p0 + lo, p1 + lo, p2 + lo, h)
+                if h < n:
+                    nf = nf | _msq32(mode, q + (ia - a) + t, p0 + lo + 2 * t,
+                                     p1 + lo + 2 * t, p2 + lo + 2 * t, B + 1)
+        for j in range(a, ia):
+            nf = nf | _max_edge(mode, p0, p1, p2, 0, K, j * 2 - P, L, q + (j - a))
+        for j in range(ib, b):
+            nf = nf | _max_edge(mode, p0, p1, p2, 0, K, j * 2 - P, L, q + (j - a))
+    return nf
+
+
 cdef inline bint _max_edge_idx(mode_t* mode, const pool_t* p0, const pool_t* p1,
                                const pool_t* p2, int64_t b0, int64_t b1,
                                int64_t b2, Py_ssize_t w0, Py_ssize_t K,
@@ -1262,9 +1344,11 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                const Geo* g, const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine) noexcept nogil:
     cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd, lo, hi, k, r
+    cdef Py_ssize_t blo, bhi
     cdef pool_t* o
     cdef int64_t* oi = NULL
     cdef const pool_t* xp
+    cdef const pool_t* rr
     cdef const pool_t* rp[3]
     cdef int64_t rb[3]
     cdef Scratch scr
@@ -1273,7 +1357,22 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
     xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
     pfd = _pf_dist(g, a, b, sizeof(pool_t))
+    # the rows whose windows lie inside the input, values only, W stride 2:
+    # one _max_sq_block; the rest row by row below
+    blo = bhi = oh0
+    if g.square and g.xs[4] == 1 and idx == NULL and g.st[2] == 2:
+        blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
+        bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - g.ks[1] + g.pd[1], g.st[1]) + 1))
+        if bhi > blo:
+            o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + blo * g.os[3] + a
+            rr = xp + (blo * g.st[1] - g.pd[1]) * g.xs[3]
+            if _max_sq_block(<_Fast*>NULL, g, pl, rr, g.xs[3], g.st[1] * g.xs[3], o,
+                             g.os[3], bhi - blo, a, b, pfd):
+                _max_sq_block(<_Exact*>NULL, g, pl, rr, g.xs[3], g.st[1] * g.xs[3], o,
+                              g.os[3], bhi - blo, a, b, 0)
     for oh in range(oh0, oh1):
+        if blo <= oh < bhi:
+            continue
         _prefetch_window(<const char*>(x + n * g.xs[0] + c * g.xs[1]), g,
                          sizeof(pool_t), od, oh + pfd, a, b)
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a

@@ -1,0 +1,80 @@
+"""Blocks of output rows in the compiled planar 2x2 / 3x3 max pooling at W
+stride 2 (``_max_sq_block``): every output row whose window rows all lie in
+the input runs in one call, interior columns in vector passes cut in two
+(``_head_len``), border columns one by one, and a NaN anywhere in the block
+reruns the whole block with PyTorch's exact rule.
+
+Compared with the reference backend bit for bit, on long rows (every
+remainder of the vector width), tall planes, one NaN per plane at a random
+place (so that one block of a plane is rerun and the others are not), ties
+of signed zeros, rows cut into chunks (over 2048 outputs), H strides 1 to 3,
+padding and ceil mode (the rows left out of the block), integer dtypes, and
+1 and 2 threads."""
+
+import numpy as np
+import pytest
+
+import cypool
+from conftest import requires_compiled
+
+pytestmark = requires_compiled
+
+UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view(UINT[a.dtype]) if a.dtype in UINT else a
+
+
+def _check(x, *args, **kw):
+    with cypool.backend("reference"):
+        want = cypool.max_pool2d(x, *args, **kw)
+    got = cypool.max_pool2d(x, *args, **kw)
+    np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"{x.shape} {args} {kw}")
+
+
+def _planes(rng, shape, dtype, nan_per_plane=False):
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.choice(np.array([info.min, 0, 1, info.max], dtype=dtype), shape)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 0.5, 1.0], dtype=dtype), shape)
+    if nan_per_plane:
+        flat = x.reshape(-1, shape[-2] * shape[-1])
+        for p in range(0, flat.shape[0], 2):      # every other plane: one NaN
+            flat[p, rng.integers(flat.shape[1])] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint16],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 0), (3, 1)])
+@pytest.mark.parametrize("sh", [1, 2, 3])
+def test_blocks_bitwise(threads, dtype, k, p, sh):
+    rng = np.random.default_rng([k, p, sh, np.dtype(dtype).itemsize])
+    for h, w in [(9, 2 * 17 + 1), (13, 66), (30, 99), (6, 300), (11, 257)]:
+        x = _planes(rng, (2, 3, h, w), dtype, nan_per_plane=True)
+        for ceil in (False, True):
+            _check(x, k, (sh, 2), p, ceil_mode=ceil)
+
+
+@pytest.mark.parametrize("k,p", [(2, 0), (3, 1)])
+def test_chunked_rows(threads, k, p):
+    """Over 2048 outputs per row: work items take chunks of a row, so a
+    block's border columns belong to its first or last chunk only."""
+    rng = np.random.default_rng(k)
+    x = _planes(rng, (1, 2, 7, 2 * 2048 + 37), np.float32, nan_per_plane=True)
+    _check(x, k, 2, p)
+    _check(x, k, 2, p, ceil_mode=True)
+
+
+def test_nan_rerun_keeps_other_planes_fast():
+    """A NaN in one plane and large random values elsewhere: the plane with
+    the NaN gives NaN where PyTorch does, the others their maxima."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 4, 20, 64)).astype(np.float32)
+    x[0, 2, 11, 5] = np.nan
+    for k, p in [(2, 0), (3, 1)]:
+        _check(x, k, 2, p)
+        got = cypool.max_pool2d(x, k, 2, p)
+        assert np.isnan(got[0, 2]).sum() >= 1 and not np.isnan(np.delete(got, 2, 1)).any()
