@@ -2298,6 +2298,74 @@ cdef inline void _avg_win_rows(real_t* o, const real_t* r0, const real_t* r1,
         _avg_win_run(o, r0, r1, r2, S, kk, n, dv, mul)
 
 
+cdef inline void _asq22(real_t* o, const real_t* r0, const real_t* r1,
+                        Py_ssize_t n, real_t dv, bint mul) noexcept nogil:
+    """2 x 2 windows, W stride 2 (``_avg_win_run``)."""
+    cdef Py_ssize_t j
+    cdef real_t acc
+    for j in range(n):
+        acc = 0
+        acc = acc + r0[2 * j]
+        acc = acc + r0[2 * j + 1]
+        acc = acc + r1[2 * j]
+        acc = acc + r1[2 * j + 1]
+        o[j] = acc * dv if mul else acc / dv
+
+
+cdef inline void _asq21(real_t* o, const real_t* r0, const real_t* r1,
+                        Py_ssize_t n, real_t dv, bint mul) noexcept nogil:
+    """2 x 2 windows, W stride 1 (``_avg_win_run``)."""
+    cdef Py_ssize_t j
+    cdef real_t acc
+    for j in range(n):
+        acc = 0
+        acc = acc + r0[j]
+        acc = acc + r0[j + 1]
+        acc = acc + r1[j]
+        acc = acc + r1[j + 1]
+        o[j] = acc * dv if mul else acc / dv
+
+
+cdef inline void _asq32(real_t* o, const real_t* r0, const real_t* r1,
+                        const real_t* r2, Py_ssize_t n, real_t dv,
+                        bint mul) noexcept nogil:
+    """3 x 3 windows, W stride 2 (``_avg_win_run``)."""
+    cdef Py_ssize_t j
+    cdef real_t acc
+    for j in range(n):
+        acc = 0
+        acc = acc + r0[2 * j]
+        acc = acc + r0[2 * j + 1]
+        acc = acc + r0[2 * j + 2]
+        acc = acc + r1[2 * j]
+        acc = acc + r1[2 * j + 1]
+        acc = acc + r1[2 * j + 2]
+        acc = acc + r2[2 * j]
+        acc = acc + r2[2 * j + 1]
+        acc = acc + r2[2 * j + 2]
+        o[j] = acc * dv if mul else acc / dv
+
+
+cdef inline void _asq31(real_t* o, const real_t* r0, const real_t* r1,
+                        const real_t* r2, Py_ssize_t n, real_t dv,
+                        bint mul) noexcept nogil:
+    """3 x 3 windows, W stride 1 (``_avg_win_run``)."""
+    cdef Py_ssize_t j
+    cdef real_t acc
+    for j in range(n):
+        acc = 0
+        acc = acc + r0[j]
+        acc = acc + r0[j + 1]
+        acc = acc + r0[j + 2]
+        acc = acc + r1[j]
+        acc = acc + r1[j + 1]
+        acc = acc + r1[j + 2]
+        acc = acc + r2[j]
+        acc = acc + r2[j + 1]
+        acc = acc + r2[j + 2]
+        o[j] = acc * dv if mul else acc / dv
+
+
 cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
                               const real_t* r2, Py_ssize_t S, Py_ssize_t kk,
                               Py_ssize_t n, real_t dv, bint mul) noexcept nogil:
@@ -2305,50 +2373,15 @@ cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
     the sums in the order of the general row passes (from 0, rows in scan
     order, taps left to right), divided by ``dv`` (``mul``: multiplied by
     ``dv``, a power of two's exact reciprocal: the same rounding)."""
-    cdef Py_ssize_t j
-    cdef real_t acc
-    if kk == 2 and S == 2:
-        for j in range(n):
-            acc = 0
-            acc = acc + r0[2 * j]
-            acc = acc + r0[2 * j + 1]
-            acc = acc + r1[2 * j]
-            acc = acc + r1[2 * j + 1]
-            o[j] = acc * dv if mul else acc / dv
-    elif kk == 2:
-        for j in range(n):
-            acc = 0
-            acc = acc + r0[j]
-            acc = acc + r0[j + 1]
-            acc = acc + r1[j]
-            acc = acc + r1[j + 1]
-            o[j] = acc * dv if mul else acc / dv
+    if kk == 2:
+        if S == 2:
+            _asq22(o, r0, r1, n, dv, mul)
+        else:
+            _asq21(o, r0, r1, n, dv, mul)
     elif S == 2:
-        for j in range(n):
-            acc = 0
-            acc = acc + r0[2 * j]
-            acc = acc + r0[2 * j + 1]
-            acc = acc + r0[2 * j + 2]
-            acc = acc + r1[2 * j]
-            acc = acc + r1[2 * j + 1]
-            acc = acc + r1[2 * j + 2]
-            acc = acc + r2[2 * j]
-            acc = acc + r2[2 * j + 1]
-            acc = acc + r2[2 * j + 2]
-            o[j] = acc * dv if mul else acc / dv
+        _asq32(o, r0, r1, r2, n, dv, mul)
     else:
-        for j in range(n):
-            acc = 0
-            acc = acc + r0[j]
-            acc = acc + r0[j + 1]
-            acc = acc + r0[j + 2]
-            acc = acc + r1[j]
-            acc = acc + r1[j + 1]
-            acc = acc + r1[j + 2]
-            acc = acc + r2[j]
-            acc = acc + r2[j + 1]
-            acc = acc + r2[j + 2]
-            o[j] = acc * dv if mul else acc / dv
+        _asq31(o, r0, r1, r2, n, dv, mul)
 
 
 cdef inline real_t _avg_edge(const real_t* r0, Py_ssize_t rs, Py_ssize_t w0,
@@ -2400,11 +2433,97 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
                     / <real_t>(override if override != 0 else fdh * fw[j]))
 
 
+cdef inline void _asq_rows(real_t* q, const real_t* p0, const real_t* p1,
+                           const real_t* p2, Py_ssize_t K, Py_ssize_t S,
+                           Py_ssize_t n, Py_ssize_t h, Py_ssize_t t, Py_ssize_t B,
+                           real_t dv, bint mul) noexcept nogil:
+    """The n interior averages of one row of ``_avg_sq_block``: outputs
+    [0, h) and, when h < n, the last B + 1 (from t)."""
+    if K == 2 and S == 2:
+        _asq22(q, p0, p1, h, dv, mul)
+        if h < n:
+            _asq22(q + t, p0 + 2 * t, p1 + 2 * t, B + 1, dv, mul)
+    elif K == 2:
+        _asq21(q, p0, p1, h, dv, mul)
+        if h < n:
+            _asq21(q + t, p0 + t, p1 + t, B + 1, dv, mul)
+    elif S == 2:
+        _asq32(q, p0, p1, p2, h, dv, mul)
+        if h < n:
+            _asq32(q + t, p0 + 2 * t, p1 + 2 * t, p2 + 2 * t, B + 1, dv, mul)
+    else:
+        _asq31(q, p0, p1, p2, h, dv, mul)
+        if h < n:
+            _asq31(q + t, p0 + t, p1 + t, p2 + t, B + 1, dv, mul)
+
+
+cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
+                               Py_ssize_t rs, Py_ssize_t rstep, real_t* o,
+                               Py_ssize_t os3, Py_ssize_t nrows, Py_ssize_t a,
+                               Py_ssize_t b, Py_ssize_t od, Py_ssize_t oh,
+                               int64_t override, Py_ssize_t pfd) noexcept nogil:
+    """``_avg_row_square`` for ``nrows`` consecutive output rows (the first
+    is ``oh``) whose window rows all lie in the input: row i reads rows
+    ``r + i*rstep + k*rs`` (W-contiguous, column 0 first) and writes columns
+    [a, b) at ``o + i*os3``.  As ``_max_sq_block``: one call for the block,
+    interior columns cut as ``_head_len`` says, the input rows of row
+    i + pfd hinted while row i runs.  Bit for bit ``_avg_row_square``."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
+    cdef Py_ssize_t B = 64 // sizeof(real_t), n, h, t, lo, i, j, k, kn, c0, nb, off
+    cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
+    cdef int64_t fdh, d
+    cdef real_t rv, dv
+    cdef bint mul
+    cdef const real_t* p0
+    cdef const real_t* p1
+    cdef const real_t* p2
+    cdef const char* pf
+    cdef real_t* q
+    if ib < ia:
+        ib = ia
+    n = ib - ia
+    h = n if n <= B + 1 else _head_len(n, B)
+    t = n - (B + 1)
+    lo = ia * S - P
+    kn = _imax(0, K - g.st[1])      # the first window row that is new
+    c0 = _imax(0, a * S - P)
+    nb = (_imin(L, (b - 1) * S - P + K) - c0) * <Py_ssize_t>sizeof(real_t)
+    for i in range(nrows):
+        p0 = r + i * rstep
+        p1 = p0 + rs
+        p2 = p1 + rs if K == 3 else p1
+        if i + pfd < nrows:
+            for k in range(kn, K):
+                pf = <const char*>(p0 + pfd * rstep + k * rs + c0)
+                for off in range(0, nb, 64):
+                    cypool_prefetch(pf + off)
+        q = o + i * os3
+        fdh = pl.fac[od] * pl.fac[g.osz[0] + oh + i]
+        if n > 0:
+            # interior windows are whole: one W factor (K) for all of them
+            d = override if override != 0 else fdh * fw[ia]
+            mul = _pow2_recip(d, &rv)
+            dv = rv if mul else <real_t>d
+            if mul:     # constant arguments: each loop compiles without a select
+                _asq_rows(q + (ia - a), p0 + lo, p1 + lo, p2 + lo, K, S, n, h, t, B,
+                          dv, True)
+            else:
+                _asq_rows(q + (ia - a), p0 + lo, p1 + lo, p2 + lo, K, S, n, h, t, B,
+                          dv, False)
+        for j in range(a, ia):
+            q[j - a] = (_avg_edge(p0, rs, 0, K, j * S - P, L)
+                        / <real_t>(override if override != 0 else fdh * fw[j]))
+        for j in range(ib, b):
+            q[j - a] = (_avg_edge(p0, rs, 0, K, j * S - P, L)
+                        / <real_t>(override if override != 0 else fdh * fw[j]))
+
+
 cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
                                const Plan* pl, Py_ssize_t it,
                                const Scratch* layout, char* mine,
                                int64_t override) noexcept nogil:
-    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd
+    cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd, blo, bhi
     cdef real_t* o
     cdef const real_t* xp
     cdef Scratch scr
@@ -2413,7 +2532,20 @@ cdef inline void _avg_fwd_item(const real_t* x, real_t* out, const Geo* g,
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
     xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
     pfd = _pf_dist(g, a, b, sizeof(real_t))
+    # the rows whose windows lie inside the input: one _avg_sq_block; the
+    # rest row by row below
+    blo = bhi = oh0
+    if g.square and g.xs[4] == 1:
+        blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
+        bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - g.ks[1] + g.pd[1], g.st[1]) + 1))
+        if bhi > blo:
+            _avg_sq_block(g, pl, xp + (blo * g.st[1] - g.pd[1]) * g.xs[3], g.xs[3],
+                          g.st[1] * g.xs[3],
+                          out + n * g.os[0] + c * g.os[1] + od * g.os[2] + blo * g.os[3] + a,
+                          g.os[3], bhi - blo, a, b, od, blo, override, pfd)
     for oh in range(oh0, oh1):
+        if blo <= oh < bhi:
+            continue
         _prefetch_window(<const char*>(x + n * g.xs[0] + c * g.xs[1]), g,
                          sizeof(real_t), od, oh + pfd, a, b)
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3] + a
