@@ -1,6 +1,7 @@
-"""Blocks of output rows in the compiled planar 2x2 / 3x3 max pooling at W
-stride 2 (``_max_sq_block``): every output row whose window rows all lie in
-the input runs in one call, interior columns in vector passes cut in two
+"""Blocks of output rows in the compiled max pooling: planar 2x2 / 3x3
+windows at W stride 2 (``_max_sq_block``) and 3-d 2x2x2 windows
+(``_max_cube_block``).  Every output row whose window rows all lie in the
+input runs in one call, interior columns in vector passes cut in two
 (``_head_len``), border columns one by one, and a NaN anywhere in the block
 reruns the whole block with PyTorch's exact rule.
 
@@ -78,3 +79,33 @@ def test_nan_rerun_keeps_other_planes_fast():
         _check(x, k, 2, p)
         got = cypool.max_pool2d(x, k, 2, p)
         assert np.isnan(got[0, 2]).sum() >= 1 and not np.isnan(np.delete(got, 2, 1)).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("stride", [(2, 2, 2), (1, 2, 2), (2, 1, 2), (2, 3, 1), (1, 1, 1)])
+def test_cube_blocks_bitwise(threads, dtype, stride):
+    """2 x 2 x 2 windows (``_max_cube_block``): the rows whose four window
+    rows lie in the input, with the W border columns cut by padding or ceil
+    mode (``_max_cube_edge``); the depth and height faces go the general
+    way."""
+    rng = np.random.default_rng([sum(stride), np.dtype(dtype).itemsize])
+    for d, h, w in [(4, 7, 35), (5, 9, 66), (3, 4, 257)]:
+        x = _planes(rng, (2, 2, d, h, w), dtype, nan_per_plane=True)
+        for p in [0, 1, (0, 0, 1), (1, 0, 0), (0, 1, 0)]:
+            for ceil in (False, True):
+                with cypool.backend("reference"):
+                    want = cypool.max_pool3d(x, 2, stride, p, ceil_mode=ceil)
+                got = cypool.max_pool3d(x, 2, stride, p, ceil_mode=ceil)
+                np.testing.assert_array_equal(_bits(got), _bits(want),
+                                              err_msg=f"{x.shape} {stride} {p} {ceil}")
+
+
+def test_cube_chunked_rows(threads):
+    rng = np.random.default_rng(9)
+    x = _planes(rng, (1, 2, 3, 4, 2 * 2048 + 35), np.float32, nan_per_plane=True)
+    for p in (0, 1):
+        with cypool.backend("reference"):
+            want = cypool.max_pool3d(x, 2, 2, p, ceil_mode=True)
+        got = cypool.max_pool3d(x, 2, 2, p, ceil_mode=True)
+        np.testing.assert_array_equal(_bits(got), _bits(want))

@@ -1240,6 +1240,70 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
     return nf
 
 
+cdef inline bint _max_cube_edge(mode_t* mode, const pool_t* p, Py_ssize_t ds,
+                                Py_ssize_t rs, Py_ssize_t start, Py_ssize_t L,
+                                pool_t* out) noexcept nogil:
+    """One 2 x 2 x 2 window cut by the W edge: rows ``p`` + {0, rs, ds,
+    ds + rs} (``p[w]`` is column w), columns ``start, start + 1`` clipped to
+    [0, L), in scan order.  Branch-free select; the NaN alarm (fast mode)."""
+    cdef Py_ssize_t k, w, lo = _imax(start, 0), hi = _imin(start + 2, L)
+    cdef const pool_t* q
+    cdef pool_t m, sm
+    if lo >= hi:
+        out[0] = _lowest(<pool_t>0)
+        return 0
+    m = p[lo]; sm = m
+    for k in range(4):
+        q = p + (k >> 1) * ds + (k & 1) * rs
+        for w in range(lo + (k == 0), hi):
+            _sel(mode, q[w], &m, &sm)
+    out[0] = m
+    return _alarm(mode, sm)
+
+
+cdef inline bint _max_cube_block(mode_t* mode, const Geo* g, const Plan* pl,
+                                 const pool_t* r, Py_ssize_t rstep, pool_t* o,
+                                 Py_ssize_t nrows, Py_ssize_t a, Py_ssize_t b,
+                                 Py_ssize_t pfd) noexcept nogil:
+    """``nrows`` consecutive output rows of 2 x 2 x 2 windows (3-d pooling,
+    unit dilation) whose four input rows all lie in the input: row i reads
+    rows ``r + i*rstep`` + {0, xs3, xs2, xs2 + xs3} (scan order: depth,
+    then height; W-contiguous, column 0 first) and writes columns [a, b) at
+    ``o + i*os3``: interior columns through ``_max_win4_run``, the columns
+    cut by padding or ceil mode by ``_max_cube_edge``.  As
+    ``_max_sq_block``: one call for the block, the rows of row i + pfd
+    hinted, one NaN alarm."""
+    cdef Py_ssize_t S = g.st[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], os3 = g.os[3]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
+    cdef Py_ssize_t i, j, k, off, c0, nb, lo
+    cdef const pool_t* p
+    cdef const char* pf
+    cdef pool_t* q
+    cdef bint nf = 0
+    if ib < ia:
+        ib = ia
+    lo = ia * S - P
+    c0 = _imax(0, a * S - P)
+    nb = (_imin(L, (b - 1) * S - P + 2) - c0) * <Py_ssize_t>sizeof(pool_t)
+    for i in range(nrows):
+        p = r + i * rstep
+        q = o + i * os3
+        if i + pfd < nrows:
+            for k in range(4):
+                pf = <const char*>(p + pfd * rstep + (k >> 1) * ds + (k & 1) * rs + c0)
+                for off in range(0, nb, 64):
+                    cypool_prefetch(pf + off)
+        if ia < ib:
+            nf = nf | _max_win4_run(mode, q + (ia - a), p + lo, p + rs + lo, p + ds + lo,
+                                    p + ds + rs + lo, S, ib - ia)
+        for j in range(a, ia):
+            nf = nf | _max_cube_edge(mode, p, ds, rs, j * S - P, L, q + (j - a))
+        for j in range(ib, b):
+            nf = nf | _max_cube_edge(mode, p, ds, rs, j * S - P, L, q + (j - a))
+    return nf
+
+
 cdef inline bint _max_edge_idx(mode_t* mode, const pool_t* p0, const pool_t* p1,
                                const pool_t* p2, int64_t b0, int64_t b1,
                                int64_t b2, Py_ssize_t w0, Py_ssize_t K,
@@ -1360,7 +1424,22 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
     # the rows whose windows lie inside the input, values only, W stride 2:
     # one _max_sq_block; the rest row by row below
     blo = bhi = oh0
-    if g.square and g.xs[4] == 1 and idx == NULL and g.st[2] == 2:
+    if (not g.square and g.ks[0] == 2 and g.ks[1] == 2 and g.ks[2] == 2
+            and g.dl[0] == 1 and g.dl[1] == 1 and g.dl[2] == 1 and g.st[2] <= 2
+            and g.xs[4] == 1 and idx == NULL and g.kw0 == 0 and g.kwn == 2
+            and 0 <= od * g.st[0] - g.pd[0] <= g.isz[0] - 2):
+        # 2 x 2 x 2 windows: the rows inside the input as one _max_cube_block
+        blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
+        bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - 2 + g.pd[1], g.st[1]) + 1))
+        if bhi > blo:
+            o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + blo * g.os[3] + a
+            rr = (x + n * g.xs[0] + c * g.xs[1] + (od * g.st[0] - g.pd[0]) * g.xs[2]
+                  + (blo * g.st[1] - g.pd[1]) * g.xs[3])
+            if _max_cube_block(<_Fast*>NULL, g, pl, rr, g.st[1] * g.xs[3], o, bhi - blo,
+                               a, b, pfd):
+                _max_cube_block(<_Exact*>NULL, g, pl, rr, g.st[1] * g.xs[3], o,
+                                bhi - blo, a, b, 0)
+    elif g.square and g.xs[4] == 1 and idx == NULL and g.st[2] == 2:
         blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
         bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - g.ks[1] + g.pd[1], g.st[1]) + 1))
         if bhi > blo:
