@@ -1,5 +1,5 @@
 """Blocks of output rows in the compiled max pooling: planar 2x2 / 3x3
-windows at W stride 2 (``_max_sq_block``) and 3-d 2x2x2 windows
+windows at W stride 1 or 2 (``_max_sq_block``) and 3-d 2x2x2 windows
 (``_max_cube_block``).  Every output row whose window rows all lie in the
 input runs in one call, interior columns in vector passes cut in two
 (``_head_len``), border columns one by one, and a NaN anywhere in the block
@@ -51,12 +51,13 @@ def _planes(rng, shape, dtype, nan_per_plane=False):
                          ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 0), (3, 1)])
 @pytest.mark.parametrize("sh", [1, 2, 3])
-def test_blocks_bitwise(threads, dtype, k, p, sh):
-    rng = np.random.default_rng([k, p, sh, np.dtype(dtype).itemsize])
+@pytest.mark.parametrize("sw", [1, 2])
+def test_blocks_bitwise(threads, dtype, k, p, sh, sw):
+    rng = np.random.default_rng([k, p, sh, sw, np.dtype(dtype).itemsize])
     for h, w in [(9, 2 * 17 + 1), (13, 66), (30, 99), (6, 300), (11, 257)]:
         x = _planes(rng, (2, 3, h, w), dtype, nan_per_plane=True)
         for ceil in (False, True):
-            _check(x, k, (sh, 2), p, ceil_mode=ceil)
+            _check(x, k, (sh, sw), p, ceil_mode=ceil)
 
 
 @pytest.mark.parametrize("k,p", [(2, 0), (3, 1)])

@@ -433,6 +433,44 @@ cdef inline bint _msq32(mode_t* mode, pool_t* o, const pool_t* r0,
     return nf
 
 
+cdef inline bint _msq21(mode_t* mode, pool_t* o, const pool_t* r0,
+                        const pool_t* r1, Py_ssize_t n) noexcept nogil:
+    """2 x 2 windows at W stride 1 over rows r0, r1 (``_max_win_run``)."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    for j in range(n):
+        m = r0[j]; sm = m
+        _sel(mode, r0[j + 1], &m, &sm)
+        _sel(mode, r1[j], &m, &sm)
+        _sel(mode, r1[j + 1], &m, &sm)
+        o[j] = m
+        nf = nf | _alarm(mode, sm)
+    return nf
+
+
+cdef inline bint _msq31(mode_t* mode, pool_t* o, const pool_t* r0,
+                        const pool_t* r1, const pool_t* r2,
+                        Py_ssize_t n) noexcept nogil:
+    """3 x 3 windows at W stride 1 over rows r0, r1, r2 (``_max_win_run``)."""
+    cdef Py_ssize_t j
+    cdef pool_t m, sm
+    cdef bint nf = 0
+    for j in range(n):
+        m = r0[j]; sm = m
+        _sel(mode, r0[j + 1], &m, &sm)
+        _sel(mode, r0[j + 2], &m, &sm)
+        _sel(mode, r1[j], &m, &sm)
+        _sel(mode, r1[j + 1], &m, &sm)
+        _sel(mode, r1[j + 2], &m, &sm)
+        _sel(mode, r2[j], &m, &sm)
+        _sel(mode, r2[j + 1], &m, &sm)
+        _sel(mode, r2[j + 2], &m, &sm)
+        o[j] = m
+        nf = nf | _alarm(mode, sm)
+    return nf
+
+
 cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
                               const pool_t* r1, const pool_t* r2, Py_ssize_t S,
                               Py_ssize_t kk, Py_ssize_t n) noexcept nogil:
@@ -441,35 +479,13 @@ cdef inline bint _max_win_run(mode_t* mode, pool_t* o, const pool_t* r0,
     first tap initialises (it is the first in-bounds tap of every interior
     window), so the output is written once.  For the common CNN poolings
     (2x2 stride 2, 3x3 stride 2 or 1) this replaces 1 + kk passes."""
-    cdef Py_ssize_t j
-    cdef pool_t m, sm
-    cdef bint nf = 0
     if kk == 2 and S == 2:
         return _msq22(mode, o, r0, r1, n)
     elif kk == 2:
-        for j in range(n):
-            m = r0[j]; sm = m
-            _sel(mode, r0[j + 1], &m, &sm)
-            _sel(mode, r1[j], &m, &sm)
-            _sel(mode, r1[j + 1], &m, &sm)
-            o[j] = m
-            nf = nf | _alarm(mode, sm)
+        return _msq21(mode, o, r0, r1, n)
     elif S == 2:
         return _msq32(mode, o, r0, r1, r2, n)
-    else:
-        for j in range(n):
-            m = r0[j]; sm = m
-            _sel(mode, r0[j + 1], &m, &sm)
-            _sel(mode, r0[j + 2], &m, &sm)
-            _sel(mode, r1[j], &m, &sm)
-            _sel(mode, r1[j + 1], &m, &sm)
-            _sel(mode, r1[j + 2], &m, &sm)
-            _sel(mode, r2[j], &m, &sm)
-            _sel(mode, r2[j + 1], &m, &sm)
-            _sel(mode, r2[j + 2], &m, &sm)
-            o[j] = m
-            nf = nf | _alarm(mode, sm)
-    return nf
+    return _msq31(mode, o, r0, r1, r2, n)
 
 
 cdef inline void _sel_idx(mode_t* mode, pool_t v, int64_t vi, pool_t* m,
@@ -1185,7 +1201,7 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
                                Py_ssize_t a, Py_ssize_t b,
                                Py_ssize_t pfd) noexcept nogil:
     """``_max_row_square`` for ``nrows`` consecutive output rows of 2 x 2 or
-    3 x 3 windows at W stride 2 whose rows all lie in the input: row i reads
+    3 x 3 windows at W stride 1 or 2 whose rows all lie in the input: row i reads
     rows ``r + i*rstep + k*rs`` (W-contiguous, column 0 first) and writes
     columns [a, b) at ``o + i*os3``.  One function for the block, so that a
     row costs its vector passes and little else (per-row calls and
@@ -1194,7 +1210,7 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
     runs, the input rows that row i + pfd adds are hinted.  Returns the NaN
     alarm of the whole block (fast mode): the caller then reruns it in
     exact mode."""
-    cdef Py_ssize_t K = g.ks[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
     cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
     cdef Py_ssize_t B = 64 // sizeof(pool_t), n, h, t, lo, i, j, k, kn, c0, nb, off
     cdef const pool_t* p0
@@ -1208,10 +1224,10 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
     n = ib - ia
     h = n if n <= B + 1 else _head_len(n, B)
     t = n - (B + 1)
-    lo = ia * 2 - P
+    lo = ia * S - P
     kn = _imax(0, K - g.st[1])      # the first window row that is new
-    c0 = _imax(0, a * 2 - P)
-    nb = (_imin(L, (b - 1) * 2 - P + K) - c0) * <Py_ssize_t>sizeof(pool_t)
+    c0 = _imax(0, a * S - P)
+    nb = (_imin(L, (b - 1) * S - P + K) - c0) * <Py_ssize_t>sizeof(pool_t)
     for i in range(nrows):
         p0 = r + i * rstep
         p1 = p0 + rs
@@ -1223,20 +1239,30 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
                     cypool_prefetch(pf + off)
         q = o + i * os3
         if n > 0:
-            if K == 2:
+            if K == 2 and S == 2:
                 nf = nf | _msq22(mode, q + (ia - a), p0 + lo, p1 + lo, h)
                 if h < n:
                     nf = nf | _msq22(mode, q + (ia - a) + t, p0 + lo + 2 * t,
                                      p1 + lo + 2 * t, B + 1)
-            else:
+            elif K == 2:
+                nf = nf | _msq21(mode, q + (ia - a), p0 + lo, p1 + lo, h)
+                if h < n:
+                    nf = nf | _msq21(mode, q + (ia - a) + t, p0 + lo + t, p1 + lo + t,
+                                     B + 1)
+            elif S == 2:
                 nf = nf | _msq32(mode, q + (ia - a), p0 + lo, p1 + lo, p2 + lo, h)
                 if h < n:
                     nf = nf | _msq32(mode, q + (ia - a) + t, p0 + lo + 2 * t,
                                      p1 + lo + 2 * t, p2 + lo + 2 * t, B + 1)
+            else:
+                nf = nf | _msq31(mode, q + (ia - a), p0 + lo, p1 + lo, p2 + lo, h)
+                if h < n:
+                    nf = nf | _msq31(mode, q + (ia - a) + t, p0 + lo + t, p1 + lo + t,
+                                     p2 + lo + t, B + 1)
         for j in range(a, ia):
-            nf = nf | _max_edge(mode, p0, p1, p2, 0, K, j * 2 - P, L, q + (j - a))
+            nf = nf | _max_edge(mode, p0, p1, p2, 0, K, j * S - P, L, q + (j - a))
         for j in range(ib, b):
-            nf = nf | _max_edge(mode, p0, p1, p2, 0, K, j * 2 - P, L, q + (j - a))
+            nf = nf | _max_edge(mode, p0, p1, p2, 0, K, j * S - P, L, q + (j - a))
     return nf
 
 
@@ -1421,8 +1447,9 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
     xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
     pfd = _pf_dist(g, a, b, sizeof(pool_t))
-    # the rows whose windows lie inside the input, values only, W stride 2:
-    # one _max_sq_block; the rest row by row below
+    # the rows whose windows lie inside the input, values only: one
+    # _max_cube_block (2x2x2) or _max_sq_block (2x2, 3x3); the rest row by
+    # row below
     blo = bhi = oh0
     if (not g.square and g.ks[0] == 2 and g.ks[1] == 2 and g.ks[2] == 2
             and g.dl[0] == 1 and g.dl[1] == 1 and g.dl[2] == 1 and g.st[2] <= 2
@@ -1439,7 +1466,7 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                a, b, pfd):
                 _max_cube_block(<_Exact*>NULL, g, pl, rr, g.st[1] * g.xs[3], o,
                                 bhi - blo, a, b, 0)
-    elif g.square and g.xs[4] == 1 and idx == NULL and g.st[2] == 2:
+    elif g.square and g.xs[4] == 1 and idx == NULL:
         blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
         bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - g.ks[1] + g.pd[1], g.st[1]) + 1))
         if bhi > blo:
