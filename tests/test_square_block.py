@@ -1,5 +1,6 @@
 """Blocks of output rows in the compiled max pooling: planar 2x2 / 3x3
-windows at W stride 1 or 2 (``_max_sq_block``) and 3-d 2x2x2 windows
+windows at W stride 1 or 2 (``_max_sq_block``, with indices
+``_max_sq_block_idx``) and 3-d 2x2x2 windows
 (``_max_cube_block``).  Every output row whose window rows all lie in the
 input runs in one call, interior columns in vector passes cut in two
 (``_head_len``), border columns one by one, and a NaN anywhere in the block
@@ -110,3 +111,23 @@ def test_cube_chunked_rows(threads):
             want = cypool.max_pool3d(x, 2, 2, p, ceil_mode=True)
         got = cypool.max_pool3d(x, 2, 2, p, ceil_mode=True)
         np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 1)])
+@pytest.mark.parametrize("sh,sw", [(2, 2), (1, 1), (3, 2)])
+def test_index_blocks(threads, dtype, k, p, sh, sw):
+    """With indices (``_max_sq_block_idx``): the flat index of each block
+    row's window rows, interior and border columns, and the exact rerun."""
+    rng = np.random.default_rng([k, p, sh, sw, np.dtype(dtype).itemsize])
+    for h, w in [(9, 35), (14, 66), (7, 258)]:
+        x = _planes(rng, (2, 3, h, w), dtype, nan_per_plane=True)
+        for ceil in (False, True):
+            args = (k, (sh, sw), p)
+            with cypool.backend("reference"):
+                want, want_i = cypool.max_pool2d(x, *args, ceil_mode=ceil, return_indices=True)
+            got, got_i = cypool.max_pool2d(x, *args, ceil_mode=ceil, return_indices=True)
+            msg = f"{x.shape} {args} {ceil}"
+            np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=msg)
+            np.testing.assert_array_equal(got_i, want_i, err_msg=msg)

@@ -1388,6 +1388,60 @@ cdef inline void _max_row_square_idx(const Geo* g, const Plan* pl,
                           K, j * S - P, L, o + (j - a), oi + (j - a))
 
 
+cdef inline bint _max_sq_block_idx(mode_t* mode, const Geo* g, const Plan* pl,
+                                   const pool_t* r, Py_ssize_t rs, Py_ssize_t rstep,
+                                   int64_t rb, pool_t* o, int64_t* oi,
+                                   Py_ssize_t nrows, Py_ssize_t a, Py_ssize_t b,
+                                   Py_ssize_t pfd) noexcept nogil:
+    """``_max_sq_block`` with indices (``_max_row_square_idx`` row by row):
+    ``rb`` is the flat in-plane index of column 0 of the block's first
+    window row; row i's outputs and indices go to ``o + i*os3`` and
+    ``oi + i*js3``."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
+    cdef Py_ssize_t n, lo, i, j, k, kn, c0, nb, off
+    cdef int64_t b0, b1, b2, bstep = g.st[1] * g.isz[2]
+    cdef const pool_t* p0
+    cdef const pool_t* p1
+    cdef const pool_t* p2
+    cdef const char* pf
+    cdef pool_t* q
+    cdef int64_t* qi
+    cdef bint nf = 0
+    if ib < ia:
+        ib = ia
+    n = ib - ia
+    lo = ia * S - P
+    kn = _imax(0, K - g.st[1])      # the first window row that is new
+    c0 = _imax(0, a * S - P)
+    nb = (_imin(L, (b - 1) * S - P + K) - c0) * <Py_ssize_t>sizeof(pool_t)
+    for i in range(nrows):
+        p0 = r + i * rstep
+        p1 = p0 + rs
+        p2 = p1 + rs if K == 3 else p1
+        b0 = rb + i * bstep
+        b1 = b0 + L
+        b2 = b1 + L if K == 3 else b1
+        if i + pfd < nrows:
+            for k in range(kn, K):
+                pf = <const char*>(p0 + pfd * rstep + k * rs + c0)
+                for off in range(0, nb, 64):
+                    cypool_prefetch(pf + off)
+        q = o + i * g.os[3]
+        qi = oi + i * g.js[3]
+        if n > 0:
+            nf = nf | _max_win_idx_cut(mode, q + (ia - a), qi + (ia - a), p0 + lo,
+                                       p1 + lo, p2 + lo, b0 + lo, b1 + lo, b2 + lo,
+                                       S, K, n)
+        for j in range(a, ia):
+            nf = nf | _max_edge_idx(mode, p0, p1, p2, b0, b1, b2, 0, K, j * S - P, L,
+                                    q + (j - a), qi + (j - a))
+        for j in range(ib, b):
+            nf = nf | _max_edge_idx(mode, p0, p1, p2, b0, b1, b2, 0, K, j * S - P, L,
+                                    q + (j - a), qi + (j - a))
+    return nf
+
+
 cdef inline Py_ssize_t _pf_dist(const Geo* g, Py_ssize_t a, Py_ssize_t b,
                                 Py_ssize_t isz) noexcept nogil:
     """How many output rows ahead to hint: about 4 KiB of input, 1 to 8."""
@@ -1435,6 +1489,7 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                const Scratch* layout, char* mine) noexcept nogil:
     cdef Py_ssize_t n, c, od, oh0, oh1, oh, a, b, nr, w0, h0, pfd, lo, hi, k, r
     cdef Py_ssize_t blo, bhi
+    cdef int64_t rbase
     cdef pool_t* o
     cdef int64_t* oi = NULL
     cdef const pool_t* xp
@@ -1466,6 +1521,18 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
                                a, b, pfd):
                 _max_cube_block(<_Exact*>NULL, g, pl, rr, g.st[1] * g.xs[3], o,
                                 bhi - blo, a, b, 0)
+    elif g.square and g.xs[4] == 1 and idx != NULL:
+        blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
+        bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - g.ks[1] + g.pd[1], g.st[1]) + 1))
+        if bhi > blo:
+            o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + blo * g.os[3] + a
+            oi = idx + n * g.js[0] + c * g.js[1] + od * g.js[2] + blo * g.js[3] + a
+            rr = xp + (blo * g.st[1] - g.pd[1]) * g.xs[3]
+            rbase = (od * g.st[0] * g.isz[1] + blo * g.st[1] - g.pd[1]) * g.isz[2]
+            if _max_sq_block_idx(<_Fast*>NULL, g, pl, rr, g.xs[3], g.st[1] * g.xs[3],
+                                 rbase, o, oi, bhi - blo, a, b, pfd):
+                _max_sq_block_idx(<_Exact*>NULL, g, pl, rr, g.xs[3], g.st[1] * g.xs[3],
+                                  rbase, o, oi, bhi - blo, a, b, 0)
     elif g.square and g.xs[4] == 1 and idx == NULL:
         blo = _imin(oh1, _imax(oh0, _ceildiv(g.pd[1], g.st[1])))
         bhi = _imax(blo, _imin(oh1, _floordiv(g.isz[1] - g.ks[1] + g.pd[1], g.st[1]) + 1))
