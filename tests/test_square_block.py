@@ -131,3 +131,29 @@ def test_index_blocks(threads, dtype, k, p, sh, sw):
             msg = f"{x.shape} {args} {ceil}"
             np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=msg)
             np.testing.assert_array_equal(got_i, want_i, err_msg=msg)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)])
+def test_blocks_on_cropped_views(threads, k, s, p):
+    """Rows W-contiguous but further apart than W (a crop of a larger
+    array), planes further apart than H * W: the blocks step by the array's
+    strides, and indices stay flat positions in the cropped plane."""
+    rng = np.random.default_rng(k * 10 + s)
+    big = _planes(rng, (3, 4, 21, 80), np.float32, nan_per_plane=True)
+    x = big[1:, 1:3, 2:-3, 5:-7]
+    assert x.strides[-1] == 4 and not x.flags.c_contiguous
+    with cypool.backend("reference"):
+        want, want_i = cypool.max_pool2d(x, k, s, p, return_indices=True)
+        want_avg = cypool.avg_pool2d(x, k, s, p)
+    np.testing.assert_array_equal(_bits(cypool.max_pool2d(x, k, s, p)), _bits(want))
+    got, got_i = cypool.max_pool2d(x, k, s, p, return_indices=True)
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+    np.testing.assert_array_equal(got_i, want_i)
+    got_avg = cypool.avg_pool2d(x, k, s, p)
+    same = (_bits(got_avg) == _bits(want_avg)) | (np.isnan(got_avg) & np.isnan(want_avg))
+    assert same.all()
+    v = _planes(rng, (2, 3, 7, 9, 70), np.float32, nan_per_plane=True)[:, 1:, 1:-1, 2:, 3:-2]
+    with cypool.backend("reference"):
+        want3 = cypool.max_pool3d(v, 2, (2, s, s), (0, p % 2, p % 2))
+    np.testing.assert_array_equal(_bits(cypool.max_pool3d(v, 2, (2, s, s), (0, p % 2, p % 2))),
+                                  _bits(want3))

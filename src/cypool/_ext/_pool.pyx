@@ -1195,6 +1195,42 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* p0,
             _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
 
 
+cdef struct Cut:
+    # one row of a block of square windows (``_block_cut``)
+    Py_ssize_t ia, ib     # interior columns [ia, ib): every tap in bounds
+    Py_ssize_t n, h, t    # n = ib - ia, cut as _head_len says: [0, h) and,
+                          # when h < n, the last B + 1 from t
+    Py_ssize_t lo         # input column of the first interior window
+    Py_ssize_t kn         # the first window row that a next output row adds
+    Py_ssize_t c0, nb     # the input columns the row reads: from c0, nb bytes
+
+
+cdef inline void _block_cut(const Geo* g, const Plan* pl, Py_ssize_t a,
+                            Py_ssize_t b, Py_ssize_t isz, Cut* c) noexcept nogil:
+    """The column cut shared by every row of a block over output columns
+    [a, b) (W taps ``j*S - P + kw``, kw < K; vectors of 64 bytes)."""
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], B = 64 // isz
+    c.ia = _imax(a, pl.ilo)
+    c.ib = _imax(c.ia, _imin(b, pl.ihi))
+    c.n = c.ib - c.ia
+    c.h = c.n if c.n <= B + 1 else _head_len(c.n, B)
+    c.t = c.n - (B + 1)
+    c.lo = c.ia * S - P
+    c.kn = _imax(0, g.ks[1] - g.st[1])
+    c.c0 = _imax(0, a * S - P)
+    c.nb = (_imin(g.isz[2], (b - 1) * S - P + K) - c.c0) * isz
+
+
+cdef inline void _hint_rows(const char* p, Py_ssize_t rs, Py_ssize_t k0,
+                            Py_ssize_t k1, Py_ssize_t nb) noexcept nogil:
+    """Hint rows k0 .. k1-1 of ``p`` (``rs`` bytes apart), ``nb`` bytes of
+    each (the rows a block's row i + pfd adds while row i runs)."""
+    cdef Py_ssize_t k, off
+    for k in range(k0, k1):
+        for off in range(0, nb, 64):
+            cypool_prefetch(p + k * rs + off)
+
+
 cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
                                const pool_t* r, Py_ssize_t rs, Py_ssize_t rstep,
                                pool_t* o, Py_ssize_t os3, Py_ssize_t nrows,
@@ -1211,32 +1247,22 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
     alarm of the whole block (fast mode): the caller then reruns it in
     exact mode."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
-    cdef Py_ssize_t B = 64 // sizeof(pool_t), n, h, t, lo, i, j, k, kn, c0, nb, off
+    cdef Py_ssize_t B = 64 // sizeof(pool_t), i, j
+    cdef Cut cut
+    _block_cut(g, pl, a, b, sizeof(pool_t), &cut)
+    cdef Py_ssize_t ia = cut.ia, ib = cut.ib, n = cut.n, h = cut.h, t = cut.t, lo = cut.lo
     cdef const pool_t* p0
     cdef const pool_t* p1
     cdef const pool_t* p2
-    cdef const char* pf
     cdef pool_t* q
     cdef bint nf = 0
-    if ib < ia:
-        ib = ia
-    n = ib - ia
-    h = n if n <= B + 1 else _head_len(n, B)
-    t = n - (B + 1)
-    lo = ia * S - P
-    kn = _imax(0, K - g.st[1])      # the first window row that is new
-    c0 = _imax(0, a * S - P)
-    nb = (_imin(L, (b - 1) * S - P + K) - c0) * <Py_ssize_t>sizeof(pool_t)
     for i in range(nrows):
         p0 = r + i * rstep
         p1 = p0 + rs
         p2 = p1 + rs if K == 3 else p1
         if i + pfd < nrows:
-            for k in range(kn, K):
-                pf = <const char*>(p0 + pfd * rstep + k * rs + c0)
-                for off in range(0, nb, 64):
-                    cypool_prefetch(pf + off)
+            _hint_rows(<const char*>(p0 + pfd * rstep + cut.c0), rs * sizeof(pool_t),
+                       cut.kn, K, cut.nb)
         q = o + i * os3
         if n > 0:
             if K == 2 and S == 2:
@@ -1302,7 +1328,7 @@ cdef inline bint _max_cube_block(mode_t* mode, const Geo* g, const Plan* pl,
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], L = g.isz[2]
     cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], os3 = g.os[3]
     cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
-    cdef Py_ssize_t i, j, k, off, c0, nb, lo
+    cdef Py_ssize_t i, j, c0, nb, lo
     cdef const pool_t* p
     cdef const char* pf
     cdef pool_t* q
@@ -1316,10 +1342,9 @@ cdef inline bint _max_cube_block(mode_t* mode, const Geo* g, const Plan* pl,
         p = r + i * rstep
         q = o + i * os3
         if i + pfd < nrows:
-            for k in range(4):
-                pf = <const char*>(p + pfd * rstep + (k >> 1) * ds + (k & 1) * rs + c0)
-                for off in range(0, nb, 64):
-                    cypool_prefetch(pf + off)
+            pf = <const char*>(p + pfd * rstep + c0)
+            _hint_rows(pf, rs * sizeof(pool_t), 0, 2, nb)
+            _hint_rows(pf + ds * sizeof(pool_t), rs * sizeof(pool_t), 0, 2, nb)
         if ia < ib:
             nf = nf | _max_win4_run(mode, q + (ia - a), p + lo, p + rs + lo, p + ds + lo,
                                     p + ds + rs + lo, S, ib - ia)
@@ -1397,24 +1422,17 @@ cdef inline bint _max_sq_block_idx(mode_t* mode, const Geo* g, const Plan* pl,
     ``rb`` is the flat in-plane index of column 0 of the block's first
     window row; row i's outputs and indices go to ``o + i*os3`` and
     ``oi + i*js3``."""
-    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
-    cdef Py_ssize_t n, lo, i, j, k, kn, c0, nb, off
+    cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2], i, j
+    cdef Cut cut
+    _block_cut(g, pl, a, b, sizeof(pool_t), &cut)
+    cdef Py_ssize_t ia = cut.ia, ib = cut.ib, n = cut.n, lo = cut.lo
     cdef int64_t b0, b1, b2, bstep = g.st[1] * g.isz[2]
     cdef const pool_t* p0
     cdef const pool_t* p1
     cdef const pool_t* p2
-    cdef const char* pf
     cdef pool_t* q
     cdef int64_t* qi
     cdef bint nf = 0
-    if ib < ia:
-        ib = ia
-    n = ib - ia
-    lo = ia * S - P
-    kn = _imax(0, K - g.st[1])      # the first window row that is new
-    c0 = _imax(0, a * S - P)
-    nb = (_imin(L, (b - 1) * S - P + K) - c0) * <Py_ssize_t>sizeof(pool_t)
     for i in range(nrows):
         p0 = r + i * rstep
         p1 = p0 + rs
@@ -1423,10 +1441,8 @@ cdef inline bint _max_sq_block_idx(mode_t* mode, const Geo* g, const Plan* pl,
         b1 = b0 + L
         b2 = b1 + L if K == 3 else b1
         if i + pfd < nrows:
-            for k in range(kn, K):
-                pf = <const char*>(p0 + pfd * rstep + k * rs + c0)
-                for off in range(0, nb, 64):
-                    cypool_prefetch(pf + off)
+            _hint_rows(<const char*>(p0 + pfd * rstep + cut.c0), rs * sizeof(pool_t),
+                       cut.kn, K, cut.nb)
         q = o + i * g.os[3]
         qi = oi + i * g.js[3]
         if n > 0:
@@ -2642,8 +2658,10 @@ cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
     interior columns cut as ``_head_len`` says, the input rows of row
     i + pfd hinted while row i runs.  Bit for bit ``_avg_row_square``."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi)
-    cdef Py_ssize_t B = 64 // sizeof(real_t), n, h, t, lo, i, j, k, kn, c0, nb, off
+    cdef Py_ssize_t B = 64 // sizeof(real_t), i, j
+    cdef Cut cut
+    _block_cut(g, pl, a, b, sizeof(real_t), &cut)
+    cdef Py_ssize_t ia = cut.ia, ib = cut.ib, n = cut.n, h = cut.h, t = cut.t, lo = cut.lo
     cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
     cdef int64_t fdh, d
     cdef real_t rv, dv
@@ -2651,26 +2669,14 @@ cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
     cdef const real_t* p0
     cdef const real_t* p1
     cdef const real_t* p2
-    cdef const char* pf
     cdef real_t* q
-    if ib < ia:
-        ib = ia
-    n = ib - ia
-    h = n if n <= B + 1 else _head_len(n, B)
-    t = n - (B + 1)
-    lo = ia * S - P
-    kn = _imax(0, K - g.st[1])      # the first window row that is new
-    c0 = _imax(0, a * S - P)
-    nb = (_imin(L, (b - 1) * S - P + K) - c0) * <Py_ssize_t>sizeof(real_t)
     for i in range(nrows):
         p0 = r + i * rstep
         p1 = p0 + rs
         p2 = p1 + rs if K == 3 else p1
         if i + pfd < nrows:
-            for k in range(kn, K):
-                pf = <const char*>(p0 + pfd * rstep + k * rs + c0)
-                for off in range(0, nb, 64):
-                    cypool_prefetch(pf + off)
+            _hint_rows(<const char*>(p0 + pfd * rstep + cut.c0), rs * sizeof(real_t),
+                       cut.kn, K, cut.nb)
         q = o + i * os3
         fdh = pl.fac[od] * pl.fac[g.osz[0] + oh + i]
         if n > 0:
