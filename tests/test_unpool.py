@@ -349,3 +349,22 @@ def test_hostile_arguments_raise_cleanly(each_backend):
     idx2 = np.array([[[[0, 5], [15, 10]]]])
     np.testing.assert_array_equal(cypool.max_unpool2d_backward(g, idx2),
                                   [[[[0.0, 10.0], [30.0, 20.0]]]])
+
+
+@pytest.mark.parametrize("layout", ["C", "channels_last"])
+def test_fresh_results_and_out_filled_with_garbage(threads, layout):
+    """A fresh result is allocated zeroed and the compiled kernel skips its
+    zero fill; a caller's ``out=`` holding other values is zeroed first.
+    Both equal the reference backend's result."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 5, 12, 14)).astype(np.float32)
+    cl = layout == "channels_last"
+    xl = apply_layout(x, layout)
+    y, idx = cypool.max_pool2d(xl, 2, channels_last=cl, return_indices=True)
+    with cypool.backend("reference"):
+        want = cypool.max_unpool2d(y, idx, 2, channels_last=cl)
+    fresh = cypool.max_unpool2d(y, idx, 2, channels_last=cl)
+    np.testing.assert_array_equal(fresh, want)
+    out = np.full(want.shape, np.nan, np.float32)
+    assert cypool.max_unpool2d(y, idx, 2, channels_last=cl, out=out) is out
+    np.testing.assert_array_equal(out, want)

@@ -78,25 +78,27 @@ def _check_flag(value, name):
     return bool(value)
 
 
-def _empty(shape4, dtype, channels_last):
+def _empty(shape4, dtype, channels_last, zeros=False):
     """A C-contiguous result in the caller's layout, and its ``(N, C, *spatial)``
-    view for the backends."""
+    view for the backends (``zeros``: zero-filled, by ``np.zeros``, whose
+    large blocks come from the system already zeroed)."""
+    alloc = np.zeros if zeros else np.empty
     if channels_last:
-        a = np.empty((shape4[0],) + tuple(shape4[2:]) + (shape4[1],), dtype=dtype)
+        a = alloc((shape4[0],) + tuple(shape4[2:]) + (shape4[1],), dtype=dtype)
     else:
-        a = np.empty(shape4, dtype=dtype)
+        a = alloc(shape4, dtype=dtype)
     return a, to_nc_first(a, channels_last)
 
 
-def _result(out, shape4, dtype, channels_last, batched, op, name, operands):
-    """The caller's preallocated ``out`` (checked) or a new array, and its
-    ``(N, C, *spatial)`` view for the backends.
+def _result(out, shape4, dtype, channels_last, batched, op, name, operands, zeros=False):
+    """The caller's preallocated ``out`` (checked) or a new array (zero-filled
+    with ``zeros``), and its ``(N, C, *spatial)`` view for the backends.
 
     ``out`` must be a writeable, C-contiguous ndarray of exactly the result's
     shape (in the caller's layout) and dtype, and must not overlap any of the
     ``operands`` the call reads."""
     if out is None:
-        a, a4 = _empty(shape4, dtype, channels_last)
+        a, a4 = _empty(shape4, dtype, channels_last, zeros)
         return (a if batched else a[0]), a4
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray, not {type(out).__name__}")

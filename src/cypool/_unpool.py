@@ -31,6 +31,7 @@ full gradient, as in PyTorch.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -170,14 +171,18 @@ def _max_unpool(nd, op, input, indices, kernel_size, stride, padding, output_siz
     idx = _check_indices(indices, tuple(user_shape), batched, channels_last, op)
     size = _output_size(nd, x.shape[2:], kernel_size, stride, padding, output_size,
                         channels_last, op)
+    # a fresh result comes zeroed from np.zeros (pages the system zeroes on
+    # first touch anyway), so the compiled kernel need not zero it again
+    fresh = out is None
     res, res4 = _result(out, x.shape[:2] + size, x.dtype, channels_last, batched, op,
-                        "out", (x, idx))
+                        "out", (x, idx), zeros=fresh)
     if res4.size == 0:
         return res
     if _backend.use_compiled():
         from . import _compiled
 
-        ok = _compiled.run(_compiled.family("_unpool").max_unpool_forward,
+        ok = _compiled.run(functools.partial(_compiled.family("_unpool").max_unpool_forward,
+                                             zeroed=fresh),
                            _as5d(x, nd), _as5d(idx, nd), _as5d(res4, nd))
     else:
         from . import _reference_unpool

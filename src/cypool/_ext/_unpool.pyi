@@ -13,9 +13,11 @@ def max_unpool_forward(
     idx: npt.NDArray[np.int64],
     out: npt.NDArray[np.generic],
     nthreads: int,
+    zeroed: bool = False,
 ) -> bool:
-    """Zero ``out`` and scatter ``x`` into it through ``idx``; False when an
-    index other than -1 lies outside its plane."""
+    """Zero ``out`` (unless ``zeroed``: it is all zeros already) and scatter
+    ``x`` into it through ``idx``; False when an index other than -1 lies
+    outside its plane."""
 
 def max_unpool_backward(
     grad_out: npt.NDArray[np.floating],

@@ -61,6 +61,7 @@ cdef struct U:
     Py_ssize_t cb            # channels per item (channels-last)
     int nthreads
     bint parallel
+    bint zeroed              # out is already all zeros (forward: no zero fill)
 
 
 def openmp_enabled():
@@ -81,7 +82,9 @@ cdef inline void _scatter_plane(const elem_t* x, const int64_t* idx, elem_t* out
     cdef elem_t* op = out + n * u.ps[0] + c * u.ps[1]
     cdef const elem_t* xr
     cdef const int64_t* ir
-    if e == 1:
+    if u.zeroed:
+        pass
+    elif e == 1:
         memset(op, 0, P * sizeof(elem_t))
     else:
         for i in range(P):
@@ -110,8 +113,9 @@ cdef inline void _scatter_cl(const elem_t* x, const int64_t* idx, elem_t* out,
     cdef elem_t* op = out + n * u.ps[0]
     cdef const elem_t* xr
     cdef const int64_t* ir
-    for i in range(P):
-        memset(op + i * e + c0, 0, (c1 - c0) * sizeof(elem_t))
+    if not u.zeroed:
+        for i in range(P):
+            memset(op + i * e + c0, 0, (c1 - c0) * sizeof(elem_t))
     for d in range(u.isz[0]):
         for h in range(u.isz[1]):
             for w in range(u.isz[2]):
@@ -242,6 +246,7 @@ cdef int _pooled(U* u, cnp.ndarray vals, str vname, cnp.ndarray idx,
     sets ``u.e`` and ``u.ps``."""
     cdef Py_ssize_t s[5]
     cdef int i
+    u.zeroed = False
     if cnp.PyArray_TYPE(idx) != cnp.NPY_INT64:
         raise TypeError("indices must be int64")
     if cnp.PyArray_ITEMSIZE(vals) != cnp.PyArray_ITEMSIZE(plane_arr) or (
@@ -286,8 +291,9 @@ cdef void _threads(U* u, Py_ssize_t nitems, double work, int nthreads) noexcept:
 
 
 def max_unpool_forward(cnp.ndarray x not None, cnp.ndarray idx not None,
-                       cnp.ndarray out not None, int nthreads):
-    """Zero ``out`` and scatter ``x`` into it through ``idx``.
+                       cnp.ndarray out not None, int nthreads, bint zeroed=False):
+    """Zero ``out`` (unless ``zeroed``: the caller made it with zeros) and
+    scatter ``x`` into it through ``idx``.
 
     Returns False when an index other than -1 lies outside its plane (it was
     skipped; the caller raises)."""
@@ -301,6 +307,7 @@ def max_unpool_forward(cnp.ndarray x not None, cnp.ndarray idx not None,
     if not cnp.PyArray_ISWRITEABLE(out):
         raise ValueError("out is read-only")
     _pooled(&u, x, "x", idx, out, "out")
+    u.zeroed = zeroed
     if u.N * u.C == 0:
         return True
     # channels-last output: the channel axis is contiguous and planes
