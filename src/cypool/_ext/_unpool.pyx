@@ -82,13 +82,12 @@ cdef inline void _scatter_plane(const elem_t* x, const int64_t* idx, elem_t* out
     cdef elem_t* op = out + n * u.ps[0] + c * u.ps[1]
     cdef const elem_t* xr
     cdef const int64_t* ir
-    if u.zeroed:
-        pass
-    elif e == 1:
-        memset(op, 0, P * sizeof(elem_t))
-    else:
-        for i in range(P):
-            op[i * e] = 0
+    if not u.zeroed:
+        if e == 1:
+            memset(op, 0, P * sizeof(elem_t))
+        else:
+            for i in range(P):
+                op[i * e] = 0
     for d in range(u.isz[0]):
         for h in range(u.isz[1]):
             xr = x + n * u.xs[0] + c * u.xs[1] + d * u.xs[2] + h * u.xs[3]
