@@ -155,3 +155,48 @@ def test_channels_last_backward_channel_blocks(shape):
             got = cypool.avg_pool2d_backward(to_cl(g, 2, True), x.shape, 3, 2, 1,
                                              channels_last=True)
             np.testing.assert_allclose(from_cl(got, 2), ref_avg, rtol=1e-13, atol=1e-15)
+
+
+# Inputs of 16 MiB or more take a different prefetch schedule in the compiled
+# channels-last kernels (the next output row's input rows are hinted).  Hints
+# never change a value; these cases run that branch on small inputs (the
+# threshold lowered to 0) so that the loops around it are checked against
+# the reference like every other path.
+@pytest.mark.skipif("compiled" not in cypool.available_backends(),
+                    reason="the compiled extension is not available")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,k,s,p,ceil", [
+    ((2, 9, 11, 16), 2, 2, 0, False),
+    ((2, 9, 11, 16), 2, 2, 0, True),
+    ((1, 12, 13, 64), 3, 2, 1, False),
+    ((1, 12, 13, 20), 3, 2, 1, True),
+    ((2, 7, 8, 17), 3, 1, 1, False),
+    ((1, 5, 6, 7, 16), 2, 2, 0, True),
+])
+def test_large_input_hints(dtype, shape, k, s, p, ceil):
+    from cypool._compiled import _kernels
+    nd = len(shape) - 2
+    x = np.random.default_rng(7).standard_normal(shape).astype(dtype)
+    x[0, 1, 2, 3] = np.nan
+    xn = np.moveaxis(x, -1, 1)
+    mp = getattr(cypool, f"max_pool{nd}d")
+    ap = getattr(cypool, f"avg_pool{nd}d")
+    with cypool.backend("reference"):
+        want, want_idx = mp(xn, k, s, p, ceil_mode=ceil, return_indices=True)
+        want_avg = ap(xn, k, s, p, ceil_mode=ceil)
+    old = _kernels._big_input(0)
+    try:
+        with cypool.backend("compiled"):
+            for th in (1, 2):
+                with cypool.num_threads(th):
+                    got = mp(x, k, s, p, ceil_mode=ceil, channels_last=True)
+                    got2, idx = mp(x, k, s, p, ceil_mode=ceil, channels_last=True,
+                                   return_indices=True)
+                    avg = ap(x, k, s, p, ceil_mode=ceil, channels_last=True)
+                    np.testing.assert_array_equal(bits(from_cl(got, nd)), bits(want))
+                    np.testing.assert_array_equal(bits(from_cl(got2, nd)), bits(want))
+                    np.testing.assert_array_equal(from_cl(idx, nd), want_idx)
+                    np.testing.assert_allclose(from_cl(avg, nd), want_avg, rtol=1e-6,
+                                               equal_nan=True)
+    finally:
+        _kernels._big_input(old)
