@@ -367,3 +367,28 @@ def test_hostile_arguments_raise_cleanly(each_backend):
         cypool.lp_pool2d(np.ones((1, 1, 0, 5)), 2, 1)
     swapped = np.arange(1.0, 5.0).astype(">f8").reshape(1, 4)
     np.testing.assert_allclose(cypool.lp_pool1d(swapped, 2, 2), [[math.sqrt(5), 5.0]])
+
+
+# The compiled forward divides each window sum by its count, except a
+# power-of-two count, which it multiplies by the exact reciprocal: both round
+# the same real number, so the result is the reference's bit for bit.  Every
+# count below (1, 2, 4, 8 and, as a control, 3, 6, 9) against the reference,
+# bit for bit, also with squares in the subnormal range.
+@pytest.mark.parametrize("dtype,scale", [(np.float32, 1.0), (np.float32, 1e-20),
+                                         (np.float64, 1.0), (np.float64, 1e-160)])
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("k,s,ceil", [(2, 2, False), (2, 2, True), ((2, 4), (2, 4), True),
+                                      ((1, 2), (1, 2), True), (3, 2, True), (3, 3, True)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_window_counts_bitwise(dtype, scale, p, k, s, ceil, channels_last):
+    if "compiled" not in cypool.available_backends():
+        pytest.skip("the compiled extension is not available")
+    x = (np.random.default_rng(11).standard_normal((2, 3, 17, 19)) * scale).astype(dtype)
+    with cypool.backend("reference"):
+        want = cypool.lp_pool2d(x, p, k, s, ceil_mode=ceil)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+    with cypool.backend("compiled"):
+        got = cypool.lp_pool2d(xin, p, k, s, ceil_mode=ceil, channels_last=channels_last)
+    if channels_last:
+        got = np.ascontiguousarray(np.moveaxis(got, -1, 1))
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))

@@ -188,15 +188,17 @@ cdef inline real_t _finish(real_t acc, Py_ssize_t cnt, const G* g) noexcept nogi
 
 # --------------------------------------------------------------- forward
 
-cdef inline void _finish_row(real_t* o, const real_t* acc, Py_ssize_t n,
-                             real_t cnt, real_t K, bint root2) noexcept nogil:
-    """``_finish`` for ``n`` outputs of one count, root 1/2 or 1, written
-    contiguously (a loop the compiler vectorises)."""
+cdef inline void _finish_rows(real_t* o, const real_t* acc, Py_ssize_t n,
+                              real_t dv, real_t K, bint root2,
+                              bint mul) noexcept nogil:
+    """``_finish_row``'s loops; ``mul``: ``dv`` is the exact reciprocal of
+    a power-of-two count, by which the sum is multiplied (the same rounding
+    as the division: both round the same real number)."""
     cdef Py_ssize_t j
     cdef real_t a, t
     if root2:
         for j in range(n):
-            a = acc[j] / cnt
+            a = acc[j] * dv if mul else acc[j] / dv
             t = a if a != 0 else 0
             if real_t is float:
                 o[j] = sqrtf(t * K)
@@ -204,9 +206,25 @@ cdef inline void _finish_row(real_t* o, const real_t* acc, Py_ssize_t n,
                 o[j] = sqrt(t * K)
     else:
         for j in range(n):
-            a = acc[j] / cnt
+            a = acc[j] * dv if mul else acc[j] / dv
             t = a if a != 0 else 0
             o[j] = t * K
+
+
+cdef inline void _finish_row(real_t* o, const real_t* acc, Py_ssize_t n,
+                             Py_ssize_t cnt, real_t K, bint root2) noexcept nogil:
+    """``_finish`` for ``n`` outputs of one count, root 1/2 or 1, written
+    contiguously (a loop the compiler vectorises).  A power-of-two count
+    (2x2 windows) multiplies by its reciprocal instead of dividing."""
+    if cnt > 0 and (cnt & (cnt - 1)) == 0 and cnt <= (1 << 20):
+        if root2:
+            _finish_rows(o, acc, n, (<real_t>1) / <real_t>cnt, K, True, True)
+        else:
+            _finish_rows(o, acc, n, (<real_t>1) / <real_t>cnt, K, False, True)
+    elif root2:
+        _finish_rows(o, acc, n, <real_t>cnt, K, True, False)
+    else:
+        _finish_rows(o, acc, n, <real_t>cnt, K, False, False)
 
 
 cdef inline void _sum2(real_t* acc, const real_t* r, Py_ssize_t n, Py_ssize_t sw,
@@ -344,7 +362,7 @@ cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
             else:
                 j = 0
                 if fast_finish:
-                    _finish_row(orow, acc, jfull, <real_t>(cd * chh * g.ks[2]),
+                    _finish_row(orow, acc, jfull, cd * chh * g.ks[2],
                                 <real_t>g.K, g.root.mode == PW_SQRT)
                     j = jfull
                 while j < blen:
@@ -425,7 +443,7 @@ cdef inline void _fwd_cl_item(const real_t* x, real_t* out, const G* g,
                 for c in range(nc):
                     o[c0 + c] = -acc[c]
             elif fast_finish:
-                _finish_row(o + c0, acc, nc, <real_t>cnt, <real_t>g.K,
+                _finish_row(o + c0, acc, nc, cnt, <real_t>g.K,
                             g.root.mode == PW_SQRT)
             else:
                 for c in range(nc):
