@@ -127,3 +127,62 @@ def test_widest_variant_is_used():
                  if all(feats.get(f) for f in need)), "baseline")
     assert _compiled.variant_usable(best) is not None, f"variant {best} was not built"
     assert _compiled.simd == best
+
+
+# The operator families built in the same variants as ``_pool`` (setup.py's
+# KERNEL_MODULES): ``cypool._compiled.family`` loads the variant ``_pool``
+# runs, so each is swapped in here in turn as well.
+FAMILY_VARIANTS = ("_lp", "_fractional")
+
+
+@contextlib.contextmanager
+def _using_family(base, name):
+    import importlib
+
+    from cypool import _compiled
+
+    _variant(name)
+    mod_name = f"cypool._ext.{base}" + ("" if name == "baseline" else f"_{name}")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError:
+        pytest.fail(f"{mod_name} is not built, though _pool's {name} variant is")
+    saved = _compiled.family(base)
+    _compiled._family_cache[base] = mod
+    try:
+        yield
+    finally:
+        _compiled._family_cache[base] = saved
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_family_variants_match_reference(name, dtype):
+    """Lp pooling (forward and backward) and fractional max pooling (values,
+    indices, backward) on rows long enough for every vector width and its
+    remainder, in each variant, against the reference."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 11, 203)).astype(dtype)
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    with _using_family("_lp", name):
+        for p, k, s, ceil in [(2, 2, 2, False), (2, 3, 2, True), (1, 2, 1, False),
+                              (3, (2, 4), (2, 3), True)]:
+            r, g = _pair(cypool.lp_pool2d, x, p, k, s, ceil_mode=ceil)
+            np.testing.assert_allclose(g, r, rtol=rtol, atol=1e-6)
+            if p == 2 and k == 2:
+                np.testing.assert_array_equal(_bits(g), _bits(r))
+            go = grad_like(rng, r.shape, dtype)
+            r, g = _pair(cypool.lp_pool2d_backward, go, x, r, p, k, s, ceil_mode=ceil)
+            np.testing.assert_allclose(g, r, rtol=rtol * 10, atol=1e-6)
+    xf = x.copy()
+    xf[1, 2, 5, 100] = np.nan
+    u = rng.random((2, 3, 2)).astype(dtype)
+    with _using_family("_fractional", name):
+        for k, ratio in [(2, 0.5), (3, 0.6), ((2, 3), (0.7, 0.5))]:
+            (r, ri), (g, gi) = _pair(cypool.fractional_max_pool2d, xf, k, output_ratio=ratio,
+                                     return_indices=True, random_samples=u)
+            np.testing.assert_array_equal(_bits(g), _bits(r))
+            np.testing.assert_array_equal(gi, ri)
+            go = grad_like(rng, r.shape, dtype)
+            r, g = _pair(cypool.fractional_max_pool2d_backward, go, ri, xf.shape)
+            np.testing.assert_array_equal(_bits(g), _bits(r))
