@@ -542,3 +542,55 @@ def test_compiled_average_same_bits_in_every_layout(nd, dtype, c, seed):
             for got in (cypool.global_avg_pool(xv),
                         cypool.global_avg_pool(cl, channels_last=True)):
                 same_bits(got, gbase)
+
+
+# One bin per plane (every output size 1): the compiled backend runs global
+# pooling's kernels.  Against the reference for every layout and dtype kind:
+# max values and indices bit for bit (NaN and signed-zero ties included),
+# averages within rounding for floats and exactly for integers (both
+# rounding rules), and the average equal to global_avg_pool's bit for bit.
+@pytest.mark.skipif("compiled" not in cypool.available_backends(),
+                    reason="the compiled extension is not available")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.uint8, np.int64])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["planar", "channels_last", "strided"])
+def test_one_bin_uses_global_kernels(dtype, nd, layout):
+    rng = np.random.default_rng(nd)
+    spatial = (5, 6, 7)[:nd]
+    if np.dtype(dtype).kind == "f":
+        x = rng.standard_normal((3, 4) + spatial).astype(dtype)
+        x[0, 1].flat[3] = np.nan
+        x[1, 2] = -1
+        x[1, 2].flat[2] = -0.0
+        x[1, 2].flat[4] = 0.0
+    else:
+        info = np.iinfo(dtype)
+        x = rng.integers(max(info.min, -100), min(info.max, 100), (3, 4) + spatial,
+                         dtype=dtype, endpoint=True)
+    cl = layout == "channels_last"
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
+    if layout == "strided":
+        big = np.zeros((3, 8) + tuple(2 * s for s in spatial), dtype)
+        big[(slice(None), slice(None, None, 2)) + (slice(None, None, 2),) * nd] = x
+        xin = big[(slice(None), slice(None, None, 2)) + (slice(None, None, 2),) * nd]
+    mp = getattr(cypool, f"adaptive_max_pool{nd}d")
+    ap = getattr(cypool, f"adaptive_avg_pool{nd}d")
+
+    def back(a):
+        return np.moveaxis(a, -1, 1) if cl else a
+
+    with cypool.backend("reference"):
+        want, want_idx = mp(x, 1, return_indices=True)
+        want_avg = {r: ap(x, 1, rounding=r) for r in ("truncate", "nearest")}
+    with cypool.backend("compiled"):
+        got, idx = mp(xin, 1, return_indices=True, channels_last=cl)
+        same_bits(back(got), want)
+        np.testing.assert_array_equal(back(idx), want_idx)
+        same_bits(back(mp(xin, 1, channels_last=cl)), want)
+        for r, w in want_avg.items():
+            avg = back(ap(xin, 1, rounding=r, channels_last=cl))
+            if np.dtype(dtype).kind == "f":
+                np.testing.assert_allclose(avg, w, rtol=1e-5, atol=1e-6, equal_nan=True)
+                same_bits(avg, cypool.global_avg_pool(x, keepdims=True))
+            else:
+                np.testing.assert_array_equal(avg, w)

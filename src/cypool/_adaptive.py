@@ -192,7 +192,11 @@ def _max_forward(x, res4, idx4):
     nd = x.ndim - 2
     if _backend.use_compiled():
         comp, k = _kernels()
-        comp.run(k.adaptive_max_forward, _as5d(x, nd), _as5d(res4, nd),
+        # one bin per plane: global max pooling's kernel (the same values
+        # and indices, several times faster than the bin loops)
+        kernel = (k.global_max_forward if all(s == 1 for s in res4.shape[2:])
+                  else k.adaptive_max_forward)
+        comp.run(kernel, _as5d(x, nd), _as5d(res4, nd),
                  None if idx4 is None else _as5d(idx4, nd))
     else:
         _ref.adaptive_max_pool(x, res4.shape[2:], res4, idx4)
@@ -204,8 +208,12 @@ def _avg_forward(x, res4, rounding):
     nd = x.ndim - 2
     if _backend.use_compiled():
         comp, k = _kernels()
-        comp.run(k.adaptive_avg_forward, _as5d(x, nd), _as5d(res4, nd),
-                 rounding == "nearest")
+        # one bin per plane: global average pooling's kernel (its eight-lane
+        # sum rounds differently from the bin loops' row order, within float
+        # rounding; integers exactly alike), as the backward already does
+        kernel = (k.global_avg_forward if all(s == 1 for s in res4.shape[2:])
+                  else k.adaptive_avg_forward)
+        comp.run(kernel, _as5d(x, nd), _as5d(res4, nd), rounding == "nearest")
     else:
         _ref.adaptive_avg_pool(x, res4.shape[2:], res4, rounding)
 
