@@ -33,7 +33,8 @@ left to right).  Channels-last results are therefore bit for bit the
 transposed planar results.  Integer averages sum in uint64 (the int64 sum
 modulo 2**64, no signed overflow) and divide exactly.
 
-Global pooling (one bin per plane) has its own kernels: planar planes are
+Global pooling (one bin per plane) has its own kernels, which also serve
+adaptive pooling to output size 1 (``cypool._adaptive`` picks them): planar planes are
 reduced as one run when their elements lie at a uniform stride (blocks of
 contiguous planes with a running pointer for the average; for the maximum,
 eight vectorised lanes of plain max find the value, a NaN alarm falls back
