@@ -1118,37 +1118,23 @@ cdef inline void _max_row(const Geo* g, const Plan* pl, Scratch* sc,
         _max_row_mode(<_Exact*>NULL, g, pl, sc, nr, w0, a, b, o, oi)
 
 
+cdef inline Py_ssize_t _edge_cols(Py_ssize_t start, Py_ssize_t K, Py_ssize_t L,
+                                  Py_ssize_t* lo) noexcept nogil:
+    """Columns ``start .. start+K-1`` clipped to [0, L): the first in ``lo``,
+    their count returned (<= 0 when none)."""
+    lo[0] = _imax(start, 0)
+    return _imin(start + K, L) - lo[0]
+
+
 cdef inline bint _max_edge(mode_t* mode, const pool_t* p0, const pool_t* p1,
-                           const pool_t* p2, Py_ssize_t w0, Py_ssize_t K,
-                           Py_ssize_t start, Py_ssize_t L,
-                           pool_t* out) noexcept nogil:
-    """Max of one K x K window over rows p0, p1 (and p2 when K is 3), columns
-    ``start .. start+K-1`` clipped to [0, L), in scan order; ``p[w - w0]``
-    is column ``w``.  Branch-free select; returns the NaN alarm (fast mode)."""
-    cdef Py_ssize_t w, lo = _imax(start, 0), hi = _imin(start + K, L)
-    cdef pool_t m, sm
-    if lo >= hi:
-        out[0] = _lowest(<pool_t>0)
-        return 0
-    m = p0[lo - w0]; sm = m
-    for w in range(lo + 1, hi):
-        _sel(mode, p0[w - w0], &m, &sm)
-    for w in range(lo, hi):
-        _sel(mode, p1[w - w0], &m, &sm)
-    if K == 3:
-        for w in range(lo, hi):
-            _sel(mode, p2[w - w0], &m, &sm)
-    out[0] = m
-    return _alarm(mode, sm)
-
-
-cdef inline bint _max_edge_sq(mode_t* mode, const pool_t* p0, const pool_t* p1,
-                              const pool_t* p2, Py_ssize_t K, Py_ssize_t lo,
-                              Py_ssize_t cnt, pool_t* out) noexcept nogil:
-    """``_max_edge`` for a row of a block (``_max_sq_block``): K (2 or 3)
-    rows, columns [lo, lo + cnt): a window cut by the W border (the block's
-    interior columns take the whole ones), so cnt is 1 or 2; the same taps
-    in the same order as ``_max_edge``, in straight-line code."""
+                           const pool_t* p2, Py_ssize_t K, Py_ssize_t lo,
+                           Py_ssize_t cnt, pool_t* out) noexcept nogil:
+    """Max of one K x K window (K 2 or 3) cut by the W border: rows p0, p1
+    (and p2 when K is 3), ``cnt`` columns from index ``lo`` of each row (the
+    interior columns take the whole windows, so cnt is 1 or 2; none gives
+    the lowest value), in scan order, in straight-line code (the loops it
+    replaced cost a 3x3 block a tenth of its time).  Branch-free select;
+    returns the NaN alarm (fast mode)."""
     cdef pool_t m, sm
     if cnt <= 0:
         out[0] = _lowest(<pool_t>0)
@@ -1184,7 +1170,7 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* p0,
     columns one by one, branch-free.  This is the hot loop of the common
     CNN poolings, kept free of per-row bookkeeping."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, lo
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, lo, cnt
     if ib < ia:
         ib = ia
     if ia < ib:
@@ -1194,11 +1180,13 @@ cdef inline void _max_row_square(const Geo* g, const Plan* pl, const pool_t* p0,
             _max_win(<_Exact*>NULL, o + (ia - a), p0 + lo, p1 + lo, p2 + lo, S, K, K,
                      ib - ia)
     for j in range(a, ia):
-        if _max_edge(<_Fast*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a)):
-            _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
+        cnt = _edge_cols(j * S - P, K, L, &lo)
+        if _max_edge(<_Fast*>NULL, p0, p1, p2, K, lo - w0, cnt, o + (j - a)):
+            _max_edge(<_Exact*>NULL, p0, p1, p2, K, lo - w0, cnt, o + (j - a))
     for j in range(ib, b):
-        if _max_edge(<_Fast*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a)):
-            _max_edge(<_Exact*>NULL, p0, p1, p2, w0, K, j * S - P, L, o + (j - a))
+        cnt = _edge_cols(j * S - P, K, L, &lo)
+        if _max_edge(<_Fast*>NULL, p0, p1, p2, K, lo - w0, cnt, o + (j - a)):
+            _max_edge(<_Exact*>NULL, p0, p1, p2, K, lo - w0, cnt, o + (j - a))
 
 
 cdef struct Cut:
@@ -1261,7 +1249,7 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
     alarm of the whole block (fast mode): the caller then reruns it in
     exact mode."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t B = 64 // sizeof(pool_t), i, j, lw
+    cdef Py_ssize_t B = 64 // sizeof(pool_t), i, j, lw, cnt
     cdef Cut cut
     _block_cut(g, pl, a, b, sizeof(pool_t), &cut)
     cdef Py_ssize_t ia = cut.ia, ib = cut.ib, n = cut.n, h = cut.h, t = cut.t, lo = cut.lo
@@ -1284,13 +1272,11 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
                 nf = nf | _max_win_run(mode, q + (ia - a) + t, p0 + lo + S * t,
                                        p1 + lo + S * t, p2 + lo + S * t, S, K, B + 1)
         for j in range(a, ia):
-            lw = _imax(j * S - P, 0)
-            nf = nf | _max_edge_sq(mode, p0, p1, p2, K, lw,
-                                   _imin(j * S - P + K, L) - lw, q + (j - a))
+            cnt = _edge_cols(j * S - P, K, L, &lw)
+            nf = nf | _max_edge(mode, p0, p1, p2, K, lw, cnt, q + (j - a))
         for j in range(ib, b):
-            lw = _imax(j * S - P, 0)
-            nf = nf | _max_edge_sq(mode, p0, p1, p2, K, lw,
-                                   _imin(j * S - P + K, L) - lw, q + (j - a))
+            cnt = _edge_cols(j * S - P, K, L, &lw)
+            nf = nf | _max_edge(mode, p0, p1, p2, K, lw, cnt, q + (j - a))
     return nf
 
 
@@ -1728,6 +1714,21 @@ cdef inline void _decode_cl(const Geo* g, Py_ssize_t it, Py_ssize_t* n,
     b[0] = _imin(a[0] + g.chunk, g.osz[2])
 
 
+cdef inline void _next_row_taps(const Geo* g, Py_ssize_t isz, Py_ssize_t oh,
+                                Py_ssize_t* nlo, Py_ssize_t* nhi) noexcept nogil:
+    """The window rows [nlo, nhi) that output row ``oh + 1`` adds to row
+    ``oh``'s (unit dilation), for the channels-last kernels to hint a row
+    ahead: none unless the input is large (``_BIG_INPUT``: the hardware
+    prefetcher, following the rows being read, leaves the next row's first
+    reads waiting on memory; from the caches the hints only cost) or past
+    the last output row."""
+    _tap_range((oh + 1) * g.st[1] - g.pd[1], g.ks[1], 1, g.isz[1], nlo, nhi)
+    nlo[0] = _imax(nlo[0], g.ks[1] - g.st[1])
+    if (oh + 1 >= g.osz[1]
+            or g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * isz < _BIG_INPUT):
+        nhi[0] = nlo[0]
+
+
 cdef inline void _prefetch_cl(const char* plane, const Geo* g, Py_ssize_t isz,
                               Py_ssize_t d0, Py_ssize_t dlo, Py_ssize_t dhi,
                               Py_ssize_t h0, Py_ssize_t hlo, Py_ssize_t hhi,
@@ -1794,8 +1795,6 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                               const Geo* g, Py_ssize_t it) noexcept nogil:
     cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, d0, h0, dlo, dhi, hlo, hhi
     cdef Py_ssize_t pfw = 0, K = g.ks[2], s0, k, wlo, whi, nlo, nhi
-    cdef bint big = (g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * <Py_ssize_t>sizeof(pool_t)
-                     >= _BIG_INPUT)
     cdef Py_ssize_t co[3]
     cdef const pool_t* rp[3]
     cdef pool_t* o
@@ -1823,14 +1822,9 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                 rp[k] = (x + n * g.xs[0] + d0 * g.xs[2]
                          + (h0 + _imax(hlo, _imin(k, hhi - 1))) * g.xs[3])
         # a large input: hint the rows that the next output row adds, at
-        # this position (the hardware prefetcher, following the rows being
-        # read, leaves the next row's first reads waiting on memory; 1.10x
-        # k2s2, 1.14x k3s2p1 at (32, 112, 112, 64) float32); otherwise the
-        # current rows a few KiB ahead
-        _tap_range(h0 + g.st[1], g.ks[1], 1, g.isz[1], &nlo, &nhi)
-        nlo = _imax(nlo, g.ks[1] - g.st[1])
-        if not big or oh + 1 >= g.osz[1]:
-            nhi = nlo
+        # this position (1.10x k2s2, 1.14x k3s2p1 at (32, 112, 112, 64)
+        # float32); otherwise the current rows a few KiB ahead
+        _next_row_taps(g, sizeof(pool_t), oh, &nlo, &nhi)
         for ow in range(a, b):
             if pfw > 0:
                 if nlo < nhi:
@@ -2169,8 +2163,6 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
     cdef const real_t* taps[9]
     cdef Py_ssize_t cs = g.xs[1], d0, h0, w0, id_, ih, iw
     cdef Py_ssize_t dlo, dhi, hlo, hhi, wlo, whi, nlo, nhi
-    cdef bint big = (g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * <Py_ssize_t>sizeof(real_t)
-                     >= _BIG_INPUT)
     cdef const real_t* src
     cdef real_t* o
     cdef real_t dv, rv = 0
@@ -2185,10 +2177,7 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
         h0 = oh * g.st[1] - g.pd[1]
         _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
         # the rows the next output row adds, at this position (as _max_cl_item)
-        _tap_range(h0 + g.st[1], g.ks[1], 1, g.isz[1], &nlo, &nhi)
-        nlo = _imax(nlo, g.ks[1] - g.st[1])
-        if not big or oh + 1 >= g.osz[1]:
-            nhi = nlo
+        _next_row_taps(g, sizeof(real_t), oh, &nlo, &nhi)
         for ow in range(a, b):
             w0 = ow * g.st[2] - g.pd[2]
             _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
@@ -2499,71 +2488,30 @@ cdef inline void _avg_win_rows(real_t* o, const real_t* r0, const real_t* r1,
         _avg_win_run(o, r0, r1, r2, S, kk, n, dv, mul)
 
 
-cdef inline void _asq22(real_t* o, const real_t* r0, const real_t* r1,
-                        Py_ssize_t n, real_t dv, bint mul) noexcept nogil:
-    """2 x 2 windows, W stride 2 (``_avg_win_run``)."""
+cdef inline void _asq(real_t* o, const real_t* r0, const real_t* r1,
+                      const real_t* r2, Py_ssize_t K, Py_ssize_t S, Py_ssize_t n,
+                      real_t dv, bint mul) noexcept nogil:
+    """Averages of whole K x K windows (K 2 or 3) at W stride S (1 or 2):
+    the sums from 0, rows r0, r1 (, r2) in scan order, taps left to right,
+    divided by ``dv`` (``mul``: multiplied by it).  Every caller passes K, S
+    and ``mul`` as constants, so that each call compiles to its own loop
+    with no test inside (a ``mul`` gcc could not see as constant measured
+    0.87x on k3s1p1)."""
     cdef Py_ssize_t j
     cdef real_t acc
     for j in range(n):
         acc = 0
-        acc = acc + r0[2 * j]
-        acc = acc + r0[2 * j + 1]
-        acc = acc + r1[2 * j]
-        acc = acc + r1[2 * j + 1]
-        o[j] = acc * dv if mul else acc / dv
-
-
-cdef inline void _asq21(real_t* o, const real_t* r0, const real_t* r1,
-                        Py_ssize_t n, real_t dv, bint mul) noexcept nogil:
-    """2 x 2 windows, W stride 1 (``_avg_win_run``)."""
-    cdef Py_ssize_t j
-    cdef real_t acc
-    for j in range(n):
-        acc = 0
-        acc = acc + r0[j]
-        acc = acc + r0[j + 1]
-        acc = acc + r1[j]
-        acc = acc + r1[j + 1]
-        o[j] = acc * dv if mul else acc / dv
-
-
-cdef inline void _asq32(real_t* o, const real_t* r0, const real_t* r1,
-                        const real_t* r2, Py_ssize_t n, real_t dv,
-                        bint mul) noexcept nogil:
-    """3 x 3 windows, W stride 2 (``_avg_win_run``)."""
-    cdef Py_ssize_t j
-    cdef real_t acc
-    for j in range(n):
-        acc = 0
-        acc = acc + r0[2 * j]
-        acc = acc + r0[2 * j + 1]
-        acc = acc + r0[2 * j + 2]
-        acc = acc + r1[2 * j]
-        acc = acc + r1[2 * j + 1]
-        acc = acc + r1[2 * j + 2]
-        acc = acc + r2[2 * j]
-        acc = acc + r2[2 * j + 1]
-        acc = acc + r2[2 * j + 2]
-        o[j] = acc * dv if mul else acc / dv
-
-
-cdef inline void _asq31(real_t* o, const real_t* r0, const real_t* r1,
-                        const real_t* r2, Py_ssize_t n, real_t dv,
-                        bint mul) noexcept nogil:
-    """3 x 3 windows, W stride 1 (``_avg_win_run``)."""
-    cdef Py_ssize_t j
-    cdef real_t acc
-    for j in range(n):
-        acc = 0
-        acc = acc + r0[j]
-        acc = acc + r0[j + 1]
-        acc = acc + r0[j + 2]
-        acc = acc + r1[j]
-        acc = acc + r1[j + 1]
-        acc = acc + r1[j + 2]
-        acc = acc + r2[j]
-        acc = acc + r2[j + 1]
-        acc = acc + r2[j + 2]
+        acc = acc + r0[S * j]
+        acc = acc + r0[S * j + 1]
+        if K == 3:
+            acc = acc + r0[S * j + 2]
+        acc = acc + r1[S * j]
+        acc = acc + r1[S * j + 1]
+        if K == 3:
+            acc = acc + r1[S * j + 2]
+            acc = acc + r2[S * j]
+            acc = acc + r2[S * j + 1]
+            acc = acc + r2[S * j + 2]
         o[j] = acc * dv if mul else acc / dv
 
 
@@ -2576,36 +2524,23 @@ cdef inline void _avg_win_run(real_t* o, const real_t* r0, const real_t* r1,
     ``dv``, a power of two's exact reciprocal: the same rounding)."""
     if kk == 2:
         if S == 2:
-            _asq22(o, r0, r1, n, dv, mul)
+            _asq(o, r0, r1, r1, 2, 2, n, dv, mul)
         else:
-            _asq21(o, r0, r1, n, dv, mul)
+            _asq(o, r0, r1, r1, 2, 1, n, dv, mul)
     elif S == 2:
-        _asq32(o, r0, r1, r2, n, dv, mul)
+        _asq(o, r0, r1, r2, 3, 2, n, dv, mul)
     else:
-        _asq31(o, r0, r1, r2, n, dv, mul)
+        _asq(o, r0, r1, r2, 3, 1, n, dv, mul)
 
 
-cdef inline real_t _avg_edge(const real_t* r0, Py_ssize_t rs, Py_ssize_t w0,
-                             Py_ssize_t K, Py_ssize_t start,
-                             Py_ssize_t L) noexcept nogil:
-    """Sum of one K x K window whose rows are all in bounds, columns
-    ``start .. start+K-1`` clipped to [0, L), in scan order from 0."""
-    cdef Py_ssize_t r, w
-    cdef real_t acc = 0
-    for r in range(K):
-        for w in range(_imax(start, 0), _imin(start + K, L)):
-            acc = acc + r0[r * rs + w - w0]
-    return acc
-
-
-cdef inline real_t _avg_edge_sq(const real_t* p0, const real_t* p1,
-                                const real_t* p2, Py_ssize_t K, Py_ssize_t lo,
-                                Py_ssize_t cnt) noexcept nogil:
-    """``_avg_edge`` for a row of a block (``_avg_sq_block``): K (2 or 3)
-    rows, columns [lo, lo + cnt): a window cut by the W border, so cnt is
-    1 or 2; summed from 0 in ``_avg_edge``'s order, in straight-line code
-    (the generic loops took a fifth of a 3x3 stride-1 block's time in
-    cache)."""
+cdef inline real_t _avg_edge(const real_t* p0, const real_t* p1,
+                             const real_t* p2, Py_ssize_t K, Py_ssize_t lo,
+                             Py_ssize_t cnt) noexcept nogil:
+    """Sum of one K x K window (K 2 or 3) cut by the W border whose rows are
+    all in bounds: rows p0, p1 (and p2 when K is 3), ``cnt`` columns from
+    index ``lo`` (1 or 2: the interior columns take the whole windows),
+    from 0 in scan order, in straight-line code (the loops it replaced took
+    a fifth of a 3x3 stride-1 block's time in cache)."""
     cdef real_t acc = 0
     if cnt <= 0:
         return acc
@@ -2639,7 +2574,7 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
     product as the quotient rounds; below 2**mantissa the product of the
     converted factors is the converted product)."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, st
+    cdef Py_ssize_t ia = _imax(a, pl.ilo), ib = _imin(b, pl.ihi), j, st, lw, cnt
     cdef const int64_t* fw = pl.fac + g.osz[0] + g.osz[1]
     cdef int64_t fdh = pl.fac[od] * pl.fac[g.osz[0] + oh], d
     cdef real_t rv
@@ -2654,10 +2589,12 @@ cdef inline void _avg_row_square(const Geo* g, const Plan* pl, const real_t* r0,
         _avg_win(o + (ia - a), r0 + st, r0 + rs + st, r0 + (K - 1) * rs + st, S, K, K,
                  ib - ia, rv if mul else <real_t>d, mul)
     for j in range(a, ia):
-        o[j - a] = (_avg_edge(r0, rs, w0, K, j * S - P, L)
+        cnt = _edge_cols(j * S - P, K, L, &lw)
+        o[j - a] = (_avg_edge(r0, r0 + rs, r0 + (K - 1) * rs, K, lw - w0, cnt)
                     / <real_t>(override if override != 0 else fdh * fw[j]))
     for j in range(ib, b):
-        o[j - a] = (_avg_edge(r0, rs, w0, K, j * S - P, L)
+        cnt = _edge_cols(j * S - P, K, L, &lw)
+        o[j - a] = (_avg_edge(r0, r0 + rs, r0 + (K - 1) * rs, K, lw - w0, cnt)
                     / <real_t>(override if override != 0 else fdh * fw[j]))
 
 
@@ -2666,26 +2603,26 @@ cdef inline void _asq_rows(real_t* q, const real_t* p0, const real_t* p1,
                            Py_ssize_t n, Py_ssize_t h, Py_ssize_t t, Py_ssize_t B,
                            real_t dv, bint mul) noexcept nogil:
     """The n interior averages of one row of ``_avg_sq_block``: outputs
-    [0, h) and, when h < n, the last B + 1 (from t).  The four loops are
-    called directly, not through ``_avg_win_run``: gcc inlines them here
-    with ``mul`` a constant, and through the dispatcher it did not (0.87x,
+    [0, h) and, when h < n, the last B + 1 (from t).  ``_asq`` is called
+    directly, not through ``_avg_win_run``: gcc inlines it here with
+    ``mul`` a constant, and through the dispatcher it did not (0.87x,
     measured)."""
     if K == 2 and S == 2:
-        _asq22(q, p0, p1, h, dv, mul)
+        _asq(q, p0, p1, p1, 2, 2, h, dv, mul)
         if h < n:
-            _asq22(q + t, p0 + 2 * t, p1 + 2 * t, B + 1, dv, mul)
+            _asq(q + t, p0 + 2 * t, p1 + 2 * t, p1 + 2 * t, 2, 2, B + 1, dv, mul)
     elif K == 2:
-        _asq21(q, p0, p1, h, dv, mul)
+        _asq(q, p0, p1, p1, 2, 1, h, dv, mul)
         if h < n:
-            _asq21(q + t, p0 + t, p1 + t, B + 1, dv, mul)
+            _asq(q + t, p0 + t, p1 + t, p1 + t, 2, 1, B + 1, dv, mul)
     elif S == 2:
-        _asq32(q, p0, p1, p2, h, dv, mul)
+        _asq(q, p0, p1, p2, 3, 2, h, dv, mul)
         if h < n:
-            _asq32(q + t, p0 + 2 * t, p1 + 2 * t, p2 + 2 * t, B + 1, dv, mul)
+            _asq(q + t, p0 + 2 * t, p1 + 2 * t, p2 + 2 * t, 3, 2, B + 1, dv, mul)
     else:
-        _asq31(q, p0, p1, p2, h, dv, mul)
+        _asq(q, p0, p1, p2, 3, 1, h, dv, mul)
         if h < n:
-            _asq31(q + t, p0 + t, p1 + t, p2 + t, B + 1, dv, mul)
+            _asq(q + t, p0 + t, p1 + t, p2 + t, 3, 1, B + 1, dv, mul)
 
 
 cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
@@ -2700,7 +2637,7 @@ cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
     interior columns cut as ``_head_len`` says, the input rows of row
     i + pfd hinted while row i runs.  Bit for bit ``_avg_row_square``."""
     cdef Py_ssize_t K = g.ks[2], S = g.st[2], P = g.pd[2], L = g.isz[2]
-    cdef Py_ssize_t B = 64 // sizeof(real_t), i, j, lw
+    cdef Py_ssize_t B = 64 // sizeof(real_t), i, j, lw, cnt
     cdef Cut cut
     _block_cut(g, pl, a, b, sizeof(real_t), &cut)
     cdef Py_ssize_t ia = cut.ia, ib = cut.ib, n = cut.n, h = cut.h, t = cut.t, lo = cut.lo
@@ -2733,12 +2670,12 @@ cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
                 _asq_rows(q + (ia - a), p0 + lo, p1 + lo, p2 + lo, K, S, n, h, t, B,
                           dv, False)
         for j in range(a, ia):
-            lw = _imax(j * S - P, 0)
-            q[j - a] = (_avg_edge_sq(p0, p1, p2, K, lw, _imin(j * S - P + K, L) - lw)
+            cnt = _edge_cols(j * S - P, K, L, &lw)
+            q[j - a] = (_avg_edge(p0, p1, p2, K, lw, cnt)
                         / <real_t>(override if override != 0 else fdh * fw[j]))
         for j in range(ib, b):
-            lw = _imax(j * S - P, 0)
-            q[j - a] = (_avg_edge_sq(p0, p1, p2, K, lw, _imin(j * S - P + K, L) - lw)
+            cnt = _edge_cols(j * S - P, K, L, &lw)
+            q[j - a] = (_avg_edge(p0, p1, p2, K, lw, cnt)
                         / <real_t>(override if override != 0 else fdh * fw[j]))
 
 
