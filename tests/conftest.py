@@ -53,3 +53,22 @@ def both_backends_equal(fn, x, *args, **kw):
     with cypool.backend("compiled"):
         got = fn(x, *args, **kw)
     np.testing.assert_array_equal(got, want)
+
+
+import contextlib
+
+
+@contextlib.contextmanager
+def small_planes(mode):
+    """Planar max/average pooling's small-plane path: "auto" (the built-in
+    thresholds), "on" (every planar call it can take) or "off" (the row
+    kernels only).  The compiled kernels' setting, restored afterwards."""
+    from cypool._compiled import _kernels
+    limits = {"auto": None, "on": (1 << 40, 1 << 40), "off": (0, 0)}[mode]
+    old = _kernels._small_rows()
+    try:
+        if limits is not None:
+            _kernels._small_rows(*limits)
+        yield
+    finally:
+        _kernels._small_rows(*old)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import cypool
 from cypool._params import pool_geometry
 from cases import FLOATS, cases, grad_like, random_values, with_layout
-from conftest import requires_compiled
+from conftest import requires_compiled, small_planes
 
 pytestmark = requires_compiled
 
@@ -40,15 +40,25 @@ def _rtol(dtype):
     return 2e-6 if np.dtype(dtype) == np.float32 else 1e-13
 
 
+# Planar calls with short output rows take the small-plane path (most of
+# these random cases); "off" keeps the row kernels covered on the same
+# cases, "on" sends every planar call it can take through the small path.
+PATHS = pytest.mark.parametrize("path", ["auto", "off", "on"])
+
+
+@PATHS
 @given(cases())
-def test_max_pool_forward(case):
+def test_max_pool_forward(path, case):
     f = getattr(cypool, f"max_pool{case.nd}d")
-    (ref, ref_idx), (got, got_idx) = _both(f, case.x, *case.max_args(), return_indices=True)
+    with small_planes(path):
+        (ref, ref_idx), (got, got_idx) = _both(f, case.x, *case.max_args(),
+                                               return_indices=True)
+        values = _run("compiled", f, case.x, *case.max_args())
     assert_bits_equal(ref, got)
     np.testing.assert_array_equal(ref_idx, got_idx)
     assert got.flags.c_contiguous and got_idx.dtype == np.int64
     # the path without indices gives the same values
-    assert_bits_equal(got, _run("compiled", f, case.x, *case.max_args()))
+    assert_bits_equal(got, values)
 
 
 @given(cases(dtypes=FLOATS), st.integers(0, 2**32 - 1))
@@ -61,11 +71,13 @@ def test_max_pool_backward(case, seed):
     assert_bits_equal(ref, got)
 
 
+@PATHS
 @given(cases(dtypes=FLOATS, dilation=False))
-def test_avg_pool_forward(case):
+def test_avg_pool_forward(path, case):
     f = getattr(cypool, f"avg_pool{case.nd}d")
     for include_pad in (True, False):
-        ref, got = _both(f, case.x, *case.avg_args(), count_include_pad=include_pad)
+        with small_planes(path):
+            ref, got = _both(f, case.x, *case.avg_args(), count_include_pad=include_pad)
         np.testing.assert_allclose(got, ref, rtol=_rtol(case.x.dtype), atol=0)
         assert got.dtype == case.x.dtype and got.flags.c_contiguous
 
@@ -91,10 +103,12 @@ def test_avg_pool_backward(case, divisor, include_pad, seed):
     assert not bad.any(), (got[bad], ref[bad], bound[bad])
 
 
+@PATHS
 @given(cases(dtypes=FLOATS, dilation=False), st.sampled_from([1, 2, 3, -2, 9]))
-def test_avg_pool_divisor_override(case, divisor):
+def test_avg_pool_divisor_override(path, case, divisor):
     f = getattr(cypool, f"avg_pool{case.nd}d")
-    ref, got = _both(f, case.x, *case.avg_args(), divisor_override=divisor)
+    with small_planes(path):
+        ref, got = _both(f, case.x, *case.avg_args(), divisor_override=divisor)
     np.testing.assert_allclose(got, ref, rtol=_rtol(case.x.dtype), atol=0)
 
 

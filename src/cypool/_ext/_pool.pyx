@@ -48,6 +48,47 @@ cdef extern from "omp_shim.h" nogil:
     void cypool_stream_put(cypool_stream_t* s, char* dst, const char* src, size_t n)
 
 
+cdef extern from "small_kernels.h" nogil:
+    void cypool_small_max_f32(const float* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, float* m)
+    void cypool_small_max_f64(const double* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, double* m)
+    void cypool_small_max_i8(const int8_t* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, int8_t* m)
+    void cypool_small_max_u8(const uint8_t* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, uint8_t* m)
+    void cypool_small_max_i16(const int16_t* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, int16_t* m)
+    void cypool_small_max_u16(const uint16_t* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, uint16_t* m)
+    void cypool_small_max_i32(const int32_t* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, int32_t* m)
+    void cypool_small_max_i64(const int64_t* x, const int32_t* off, Py_ssize_t T, Py_ssize_t Q, int64_t* m)
+    void cypool_small_argmax_f32(const float* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, float* m, int32_t* ib)
+    void cypool_small_argmax_f64(const double* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, double* m, int32_t* ib)
+    void cypool_small_argmax_i8(const int8_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int8_t* m, int32_t* ib)
+    void cypool_small_argmax_u8(const uint8_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, uint8_t* m, int32_t* ib)
+    void cypool_small_argmax_i16(const int16_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int16_t* m, int32_t* ib)
+    void cypool_small_argmax_u16(const uint16_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, uint16_t* m, int32_t* ib)
+    void cypool_small_argmax_i32(const int32_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int32_t* m, int32_t* ib)
+    void cypool_small_argmax_i64(const int64_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int64_t* m, int32_t* ib)
+    void cypool_small_avg_f32(const float* x, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t T, Py_ssize_t Q, float* s)
+    void cypool_small_avg_f64(const double* x, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t T, Py_ssize_t Q, double* s)
+    int cypool_rows_max2_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
+    int cypool_rows_max3_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
+    int cypool_rows_max2_f64(const double* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os)
+    int cypool_rows_max3_f64(const double* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os)
+    int cypool_rows_max2_i8(const int8_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int8_t* o, Py_ssize_t os)
+    int cypool_rows_max3_i8(const int8_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int8_t* o, Py_ssize_t os)
+    int cypool_rows_max2_u8(const uint8_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, uint8_t* o, Py_ssize_t os)
+    int cypool_rows_max3_u8(const uint8_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, uint8_t* o, Py_ssize_t os)
+    int cypool_rows_max2_i16(const int16_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int16_t* o, Py_ssize_t os)
+    int cypool_rows_max3_i16(const int16_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int16_t* o, Py_ssize_t os)
+    int cypool_rows_max2_u16(const uint16_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, uint16_t* o, Py_ssize_t os)
+    int cypool_rows_max3_u16(const uint16_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, uint16_t* o, Py_ssize_t os)
+    int cypool_rows_max2_i32(const int32_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int32_t* o, Py_ssize_t os)
+    int cypool_rows_max3_i32(const int32_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int32_t* o, Py_ssize_t os)
+    int cypool_rows_max2_i64(const int64_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int64_t* o, Py_ssize_t os)
+    int cypool_rows_max3_i64(const int64_t* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int64_t* o, Py_ssize_t os)
+    void cypool_rows_avg2_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, float dv)
+    void cypool_rows_avg3_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, float dv)
+    void cypool_rows_avg2_f64(const double* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os, double dv)
+    void cypool_rows_avg3_f64(const double* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os, double dv)
+
+
 ctypedef fused pool_t:
     float
     double
@@ -3680,6 +3721,428 @@ cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
     return 0
 
 
+# ------------------------------------------------------------ small planes
+# Planar pooling whose output rows are short (a 14 x 14 plane pooled to
+# 7 x 7, 13 x 13 to 6 x 6, ...).  The row kernels above vectorise along an
+# output row, so such rows leave their vectors mostly empty, and their
+# per-row work and scalar remainders dominate.  Instead each (n, c) input
+# volume is pooled as one unit through a table built once per call: for tap
+# number t and output position q of the volume (q runs over the whole
+# output volume, D then H then W), the element offset of the t-th in-bounds
+# tap of window q in scan order, and its flat index.  A window with fewer
+# in-bounds taps than the widest one repeats its last tap: for max that
+# never changes the value or the index (the repeated tap cannot be larger
+# than the running maximum, and a NaN replaces itself), and the average
+# adds only the first ``cnt[q]`` taps.  The kernels then run tap by tap over
+# all Q positions of a volume, so that the select (or the add) vectorises
+# across rows; the loads stay scalar.
+
+cdef Py_ssize_t _SMALL_ROW = 64     # output rows below this many bytes
+cdef Py_ssize_t _SMALL_ROW_IDX = 64     # (max pooling with indices)
+cdef enum:
+    SMALL_TABLE_MAX = 8192   # taps x output positions of one volume
+
+
+def _small_rows(Py_ssize_t nbytes=-1, Py_ssize_t nbytes_idx=-1):
+    """Output-row sizes (bytes, values and indices) below which planar max
+    and average pooling take the small-plane path; with arguments >= 0 they
+    are set (tests raise them to cover the path, benchmarks set 0 to turn
+    it off).  Returns the previous pair."""
+    global _SMALL_ROW, _SMALL_ROW_IDX
+    cdef tuple old = (_SMALL_ROW, _SMALL_ROW_IDX)
+    if nbytes >= 0:
+        _SMALL_ROW = nbytes
+    if nbytes_idx >= 0:
+        _SMALL_ROW_IDX = nbytes_idx
+    return old
+
+
+cdef struct Tab:
+    Py_ssize_t T        # taps per window: the most in-bounds taps of any window
+    Py_ssize_t Q        # output positions per volume
+    int32_t* off        # T x Q element offsets into the input volume
+    int32_t* fid        # T x Q flat indices into the input volume
+    int32_t* cnt        # Q in-bounds taps per window
+    int64_t* div        # Q average divisors (average pooling)
+
+
+cdef void _free_tab(Tab* tb) noexcept nogil:
+    free(tb.off)
+    free(tb.fid)
+    free(tb.cnt)
+    free(tb.div)
+
+
+cdef inline Py_ssize_t _taps_in(const Geo* g, int dim, Py_ssize_t o) noexcept nogil:
+    """In-bounds taps of output position ``o`` along ``dim``."""
+    cdef Py_ssize_t k, p, n = 0, start = o * g.st[dim] - g.pd[dim]
+    for k in range(g.ks[dim]):
+        p = start + k * g.dl[dim]
+        if 0 <= p < g.isz[dim]:
+            n += 1
+    return n
+
+
+cdef bint _small_ok(const Geo* g, Py_ssize_t elsize, bint has_idx) noexcept nogil:
+    """Does the small-plane path take this planar call?  Short output rows,
+    a table of at most SMALL_TABLE_MAX entries, flat indices and element
+    offsets that fit in 32 bits."""
+    cdef Py_ssize_t Q = g.osz[0] * g.osz[1] * g.osz[2]
+    cdef Py_ssize_t limit = _SMALL_ROW_IDX if has_idx else _SMALL_ROW
+    cdef Py_ssize_t taps = 1, span = 0, i
+    if g.osz[2] * elsize >= limit:
+        return False
+    for i in range(3):
+        taps *= _imin(g.ks[i], _ceildiv(g.isz[i], g.dl[i]))
+        if g.ks[i] > SMALL_TABLE_MAX:
+            return False
+        span += (g.isz[i] - 1) * (g.xs[2 + i] if g.xs[2 + i] >= 0 else -g.xs[2 + i])
+    if Q > SMALL_TABLE_MAX or taps > SMALL_TABLE_MAX // Q:
+        return False
+    if g.ks[0] * g.ks[1] * g.ks[2] > 4 * SMALL_TABLE_MAX // Q:
+        return False    # building the table would scan too many taps
+    return span < (<int64_t>1 << 31) and g.isz[0] * g.isz[1] * g.isz[2] < (<int64_t>1 << 31)
+
+
+cdef int _small_table(const Geo* g, Tab* tb, bint include_pad,
+                      int64_t override, bint averages) noexcept nogil:
+    """Fill ``tb`` (see above).  Returns 0, 1 when some window has no
+    in-bounds tap (dilation holes: the path does not apply) or -1 without
+    memory; ``tb`` is to be freed in every case."""
+    cdef Py_ssize_t Q = g.osz[0] * g.osz[1] * g.osz[2], T = 0, q, n, t
+    cdef Py_ssize_t od, oh, ow, kd, kh, kw, pd, ph, pw, sd, sh, sw
+    cdef int32_t o0, f0
+    memset(tb, 0, sizeof(Tab))
+    tb.Q = Q
+    tb.cnt = <int32_t*>malloc(Q * sizeof(int32_t))
+    if tb.cnt == NULL:
+        return -1
+    q = 0
+    for od in range(g.osz[0]):
+        for oh in range(g.osz[1]):
+            for ow in range(g.osz[2]):
+                n = _taps_in(g, 0, od) * _taps_in(g, 1, oh) * _taps_in(g, 2, ow)
+                if n == 0:
+                    return 1
+                tb.cnt[q] = <int32_t>n
+                T = _imax(T, n)
+                q += 1
+    tb.T = T
+    tb.off = <int32_t*>malloc(T * Q * sizeof(int32_t))
+    tb.fid = <int32_t*>malloc(T * Q * sizeof(int32_t))
+    if tb.off == NULL or tb.fid == NULL:
+        return -1
+    if averages:
+        tb.div = <int64_t*>malloc(Q * sizeof(int64_t))
+        if tb.div == NULL:
+            return -1
+    q = 0
+    for od in range(g.osz[0]):
+        sd = od * g.st[0] - g.pd[0]
+        for oh in range(g.osz[1]):
+            sh = oh * g.st[1] - g.pd[1]
+            for ow in range(g.osz[2]):
+                sw = ow * g.st[2] - g.pd[2]
+                n = 0
+                for kd in range(g.ks[0]):
+                    pd = sd + kd * g.dl[0]
+                    if not 0 <= pd < g.isz[0]:
+                        continue
+                    for kh in range(g.ks[1]):
+                        ph = sh + kh * g.dl[1]
+                        if not 0 <= ph < g.isz[1]:
+                            continue
+                        for kw in range(g.ks[2]):
+                            pw = sw + kw * g.dl[2]
+                            if not 0 <= pw < g.isz[2]:
+                                continue
+                            tb.off[n * Q + q] = <int32_t>(pd * g.xs[2] + ph * g.xs[3]
+                                                          + pw * g.xs[4])
+                            tb.fid[n * Q + q] = <int32_t>((pd * g.isz[1] + ph) * g.isz[2]
+                                                          + pw)
+                            n += 1
+                o0 = tb.off[(n - 1) * Q + q]
+                f0 = tb.fid[(n - 1) * Q + q]
+                for t in range(n, T):
+                    tb.off[t * Q + q] = o0
+                    tb.fid[t * Q + q] = f0
+                if averages:
+                    tb.div[q] = override if override != 0 else (
+                        _avg_count(od, g.ks[0], g.st[0], g.pd[0], g.pa[0], g.isz[0],
+                                   include_pad)
+                        * _avg_count(oh, g.ks[1], g.st[1], g.pd[1], g.pa[1], g.isz[1],
+                                     include_pad)
+                        * _avg_count(ow, g.ks[2], g.st[2], g.pd[2], g.pa[2], g.isz[2],
+                                     include_pad))
+                q += 1
+    return 0
+
+
+cdef void _small_split(Geo* g, int nthreads, double work) noexcept nogil:
+    """Work items: whole (n, c) volumes."""
+    g.nthreads = <int>_imax(1, _imin(nthreads, g.N * g.C))
+    g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
+
+
+cdef inline bint _rows_max(const pool_t* x, Py_ssize_t rs, Py_ssize_t OH,
+                           Py_ssize_t OW, pool_t* o, Py_ssize_t os,
+                           Py_ssize_t K) noexcept nogil:
+    """Tiling K x K windows (small_kernels.h); True: a NaN alarm."""
+    if pool_t is float:
+        if K == 2:
+            return cypool_rows_max2_f32(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_f32(x, rs, OH, OW, o, os)
+    elif pool_t is double:
+        if K == 2:
+            return cypool_rows_max2_f64(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_f64(x, rs, OH, OW, o, os)
+    elif pool_t is int8_t:
+        if K == 2:
+            return cypool_rows_max2_i8(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_i8(x, rs, OH, OW, o, os)
+    elif pool_t is uint8_t:
+        if K == 2:
+            return cypool_rows_max2_u8(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_u8(x, rs, OH, OW, o, os)
+    elif pool_t is int16_t:
+        if K == 2:
+            return cypool_rows_max2_i16(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_i16(x, rs, OH, OW, o, os)
+    elif pool_t is uint16_t:
+        if K == 2:
+            return cypool_rows_max2_u16(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_u16(x, rs, OH, OW, o, os)
+    elif pool_t is int32_t:
+        if K == 2:
+            return cypool_rows_max2_i32(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_i32(x, rs, OH, OW, o, os)
+    else:
+        if K == 2:
+            return cypool_rows_max2_i64(x, rs, OH, OW, o, os)
+        return cypool_rows_max3_i64(x, rs, OH, OW, o, os)
+
+
+cdef inline void _rows_avg(const real_t* x, Py_ssize_t rs, Py_ssize_t OH,
+                           Py_ssize_t OW, real_t* o, Py_ssize_t os, Py_ssize_t K,
+                           real_t dv) noexcept nogil:
+    if real_t is float:
+        if K == 2:
+            cypool_rows_avg2_f32(x, rs, OH, OW, o, os, dv)
+        else:
+            cypool_rows_avg3_f32(x, rs, OH, OW, o, os, dv)
+    else:
+        if K == 2:
+            cypool_rows_avg2_f64(x, rs, OH, OW, o, os, dv)
+        else:
+            cypool_rows_avg3_f64(x, rs, OH, OW, o, os, dv)
+
+
+cdef Py_ssize_t _tiling(const Geo* g) noexcept nogil:
+    """K when K x K windows (K = 2 or 3) tile the H x W planes: stride K, no
+    padding, no dilation, every window inside the input, rows contiguous
+    (then the row kernels run: no offset table); else 0."""
+    cdef Py_ssize_t K = g.ks[2]
+    if not (K == 2 or K == 3):
+        return 0
+    if not (g.ks[0] == 1 and g.pd[0] == 0 and g.ks[1] == K and g.st[1] == K
+            and g.st[2] == K and g.pd[1] == 0 and g.pd[2] == 0 and g.dl[1] == 1
+            and g.dl[2] == 1 and g.xs[4] == 1 and g.osz[1] * K <= g.isz[1]
+            and g.osz[2] * K <= g.isz[2]):
+        return 0
+    return K
+
+
+cdef inline void _max_small_vol(const pool_t* xp, const Tab* tb, pool_t* m,
+                                int32_t* ib) noexcept nogil:
+    """Maxima (and, with ``ib``, their flat indices) of the Q windows of the
+    volume at ``xp``, tap by tap with PyTorch's update rule
+    (small_kernels.h)."""
+    if ib == NULL:
+        if pool_t is float:
+            cypool_small_max_f32(xp, tb.off, tb.T, tb.Q, m)
+        elif pool_t is double:
+            cypool_small_max_f64(xp, tb.off, tb.T, tb.Q, m)
+        elif pool_t is int8_t:
+            cypool_small_max_i8(xp, tb.off, tb.T, tb.Q, m)
+        elif pool_t is uint8_t:
+            cypool_small_max_u8(xp, tb.off, tb.T, tb.Q, m)
+        elif pool_t is int16_t:
+            cypool_small_max_i16(xp, tb.off, tb.T, tb.Q, m)
+        elif pool_t is uint16_t:
+            cypool_small_max_u16(xp, tb.off, tb.T, tb.Q, m)
+        elif pool_t is int32_t:
+            cypool_small_max_i32(xp, tb.off, tb.T, tb.Q, m)
+        else:
+            cypool_small_max_i64(xp, tb.off, tb.T, tb.Q, m)
+    else:
+        if pool_t is float:
+            cypool_small_argmax_f32(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        elif pool_t is double:
+            cypool_small_argmax_f64(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        elif pool_t is int8_t:
+            cypool_small_argmax_i8(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        elif pool_t is uint8_t:
+            cypool_small_argmax_u8(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        elif pool_t is int16_t:
+            cypool_small_argmax_i16(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        elif pool_t is uint16_t:
+            cypool_small_argmax_u16(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        elif pool_t is int32_t:
+            cypool_small_argmax_i32(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+        else:
+            cypool_small_argmax_i64(xp, tb.off, tb.fid, tb.T, tb.Q, m, ib)
+
+
+cdef inline void _small_store(const Geo* g, const void* src, Py_ssize_t elsize,
+                              char* dst, const Py_ssize_t* ds) noexcept nogil:
+    """A volume's Q results (contiguous) into its place in an output-shaped
+    array with element strides ``ds`` (rows contiguous)."""
+    cdef Py_ssize_t od, oh, row = g.osz[2] * elsize
+    cdef const char* s = <const char*>src
+    for od in range(g.osz[0]):
+        for oh in range(g.osz[1]):
+            memcpy(dst + (od * ds[2] + oh * ds[3]) * elsize, s, row)
+            s += row
+
+
+cdef inline bint _dense_vol(const Geo* g, const Py_ssize_t* ds) noexcept nogil:
+    """Is each output volume of an array with element strides ``ds``
+    contiguous (Q elements from its first)?"""
+    return ((g.osz[2] == 1 or ds[4] == 1)
+            and (g.osz[1] == 1 or ds[3] == g.osz[2])
+            and (g.osz[0] == 1 or ds[2] == g.osz[1] * g.osz[2]))
+
+
+cdef int _max_small(const pool_t* x, pool_t* out, int64_t* idx, const Geo* g,
+                    const Tab* tb) noexcept nogil:
+    cdef Py_ssize_t it, n, c, q, Q = tb.Q
+    cdef Py_ssize_t per = _lines(Q * sizeof(pool_t)) + _lines(Q * sizeof(int32_t))
+    cdef Py_ssize_t per64 = _lines(Q * sizeof(int64_t))
+    cdef char* scratch = <char*>malloc((per + per64) * g.nthreads + LINE)
+    cdef char* mine
+    cdef bint dense = _dense_vol(g, g.os)
+    cdef bint dense_i = idx != NULL and _dense_vol(g, g.js)
+    cdef Py_ssize_t K = _tiling(g), od
+    cdef bint bad
+    cdef const pool_t* xv
+    cdef pool_t* m
+    cdef pool_t* o
+    cdef int32_t* ib
+    cdef int64_t* i64
+    cdef int tid
+    if scratch == NULL:
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        mine = _aligned(scratch) + tid * (per + per64)
+        for it in prange(g.N * g.C, schedule='static'):
+            n = it // g.C
+            c = it - n * g.C
+            o = out + n * g.os[0] + c * g.os[1]
+            xv = x + n * g.xs[0] + c * g.xs[1]
+            bad = True
+            if K != 0 and idx == NULL:
+                bad = False
+                for od in range(g.osz[0]):
+                    bad = bad | _rows_max(xv + od * g.st[0] * g.xs[2], g.xs[3], g.osz[1],
+                                          g.osz[2], o + od * g.os[2], g.os[3], K)
+            if bad:
+                # (a NaN alarm of the row kernel: the table path, exact)
+                # results straight into a contiguous output volume
+                m = o if dense else <pool_t*>mine
+                ib = NULL
+                if idx != NULL:
+                    ib = <int32_t*>(mine + _lines(Q * sizeof(pool_t)))
+                _max_small_vol(xv, tb, m, ib)
+                if not dense:
+                    _small_store(g, m, sizeof(pool_t), <char*>o, g.os)
+            if idx != NULL:
+                i64 = idx + n * g.js[0] + c * g.js[1]
+                if dense_i:
+                    for q in range(Q):
+                        i64[q] = ib[q]
+                else:
+                    for q in range(Q):
+                        (<int64_t*>(mine + per))[q] = ib[q]
+                    _small_store(g, mine + per, sizeof(int64_t), <char*>i64, g.js)
+    free(scratch)
+    return 0
+
+
+cdef inline void _avg_small_vol(const real_t* xp, const Tab* tb, const real_t* dv,
+                                real_t* s) noexcept nogil:
+    """Averages of the Q windows of the volume at ``xp``: each window's
+    in-bounds taps summed from 0 in scan order (the other paths' order),
+    then divided by its divisor (small_kernels.h)."""
+    if real_t is float:
+        cypool_small_avg_f32(xp, tb.off, tb.cnt, dv, tb.T, tb.Q, s)
+    else:
+        cypool_small_avg_f64(xp, tb.off, tb.cnt, dv, tb.T, tb.Q, s)
+
+
+cdef int _avg_small(const real_t* x, real_t* out, const Geo* g,
+                    const Tab* tb) noexcept nogil:
+    cdef Py_ssize_t it, n, c, q, Q = tb.Q
+    cdef Py_ssize_t per = _lines(Q * sizeof(real_t))
+    cdef char* scratch = <char*>malloc(per * g.nthreads + LINE)
+    cdef real_t* dv = <real_t*>malloc(Q * sizeof(real_t))
+    cdef char* mine
+    cdef bint dense = _dense_vol(g, g.os)
+    cdef Py_ssize_t K = _tiling(g), od
+    cdef int tid
+    if scratch == NULL or dv == NULL:
+        free(scratch)
+        free(dv)
+        return -1
+    # the divisor as the other paths convert it (one rounding of the exact
+    # int64 product; division by a power of two equals their multiply)
+    for q in range(Q):
+        dv[q] = <real_t>tb.div[q]
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        mine = _aligned(scratch) + tid * per
+        for it in prange(g.N * g.C, schedule='static'):
+            n = it // g.C
+            c = it - n * g.C
+            if K != 0:
+                for od in range(g.osz[0]):
+                    _rows_avg(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+                              g.xs[3], g.osz[1], g.osz[2],
+                              out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3], K,
+                              dv[0])
+            elif dense:
+                _avg_small_vol(x + n * g.xs[0] + c * g.xs[1], tb, dv,
+                               out + n * g.os[0] + c * g.os[1])
+            else:
+                _avg_small_vol(x + n * g.xs[0] + c * g.xs[1], tb, dv, <real_t*>mine)
+                _small_store(g, mine, sizeof(real_t),
+                             <char*>(out + n * g.os[0] + c * g.os[1]), g.os)
+    free(scratch)
+    free(dv)
+    return 0
+
+
+cdef int _max_small_typed(int typenum, const void* xp, void* op, int64_t* ip,
+                          const Geo* g, const Tab* tb) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        return _max_small(<const float*>xp, <float*>op, ip, g, tb)
+    elif typenum == cnp.NPY_FLOAT64:
+        return _max_small(<const double*>xp, <double*>op, ip, g, tb)
+    elif typenum == cnp.NPY_INT8:
+        return _max_small(<const int8_t*>xp, <int8_t*>op, ip, g, tb)
+    elif typenum == cnp.NPY_UINT8:
+        return _max_small(<const uint8_t*>xp, <uint8_t*>op, ip, g, tb)
+    elif typenum == cnp.NPY_INT16:
+        return _max_small(<const int16_t*>xp, <int16_t*>op, ip, g, tb)
+    elif typenum == cnp.NPY_UINT16:
+        return _max_small(<const uint16_t*>xp, <uint16_t*>op, ip, g, tb)
+    elif typenum == cnp.NPY_INT32:
+        return _max_small(<const int32_t*>xp, <int32_t*>op, ip, g, tb)
+    elif typenum == cnp.NPY_INT64:
+        return _max_small(<const int64_t*>xp, <int64_t*>op, ip, g, tb)
+    return -3
+
+
 # ------------------------------------------------------- Python interface
 
 cdef inline int _axis5(cnp.ndarray a, int i) noexcept:
@@ -3894,8 +4357,20 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                 rc = -3
         _raise_rc(rc, "max pooling", x.dtype)
         return
-    _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads,
-           <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g))
+    cdef double work = <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * _taps_per_window(&g)
+    cdef Tab tb
+    if _small_ok(&g, cnp.PyArray_ITEMSIZE(x), ip != NULL):
+        rc = _small_table(&g, &tb, False, 0, False)
+        if rc == 0:
+            _small_split(&g, nthreads, work)
+            with nogil:
+                rc = _max_small_typed(typenum, xp, op, ip, &g, &tb)
+        _free_tab(&tb)
+        if rc != 1:
+            _raise_rc(rc, "max pooling", x.dtype)
+            return
+        rc = 0
+    _split(&g, g.N * g.C * g.osz[0], g.osz[1], g.osz[2], nthreads, work)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = _max_fwd(<const float*>xp, <float*>op, ip, &g)
@@ -3970,6 +4445,21 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                 rc = -3
         _raise_rc(rc, "average pooling", x.dtype)
         return
+    cdef Tab tb
+    if not cl and _small_ok(&g, cnp.PyArray_ITEMSIZE(x), False):
+        rc = _small_table(&g, &tb, count_include_pad, divisor_override, True)
+        if rc == 0:
+            _small_split(&g, nthreads, <double>g.N * g.C * tb.Q * tb.T)
+            with nogil:
+                if typenum == cnp.NPY_FLOAT32:
+                    rc = _avg_small(<const float*>xp, <float*>op, &g, &tb)
+                else:
+                    rc = _avg_small(<const double*>xp, <double*>op, &g, &tb)
+        _free_tab(&tb)
+        if rc != 1:
+            _raise_rc(rc, "average pooling", x.dtype)
+            return
+        rc = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             if cl:
