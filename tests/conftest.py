@@ -60,11 +60,15 @@ import contextlib
 
 @contextlib.contextmanager
 def small_planes(mode):
-    """Planar max/average pooling's small-plane path: "auto" (the built-in
-    thresholds), "on" (every planar call it can take) or "off" (the row
-    kernels only).  The compiled kernels' setting, restored afterwards."""
+    """Planar max/average pooling's small-plane paths (tiling kernels and
+    tap tables): "auto" (the built-in thresholds), "on" (every planar call
+    they can take, 2-d tilings at 128-bit vectors), "wide" (the same with
+    2-d 3x3 tilings at the build's vector width) or "off" (the row kernels
+    only).  The compiled kernels' setting, restored afterwards."""
     from cypool._compiled import _kernels
-    limits = {"auto": None, "on": (1 << 40, 1 << 40), "off": (0, 0)}[mode]
+    big = 1 << 40
+    limits = {"auto": None, "on": (big, big, big, 1), "wide": (0, big, big, 1),
+              "off": (0, 0, 0, 0)}[mode]
     old = _kernels._small_rows()
     try:
         if limits is not None:

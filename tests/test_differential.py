@@ -42,8 +42,9 @@ def _rtol(dtype):
 
 # Planar calls with short output rows take the small-plane path (most of
 # these random cases); "off" keeps the row kernels covered on the same
-# cases, "on" sends every planar call it can take through the small path.
-PATHS = pytest.mark.parametrize("path", ["auto", "off", "on"])
+# cases, "on" and "wide" send every planar call they can take through the
+# small-plane paths (see conftest.small_planes).
+PATHS = pytest.mark.parametrize("path", ["auto", "off", "on", "wide"])
 
 
 @PATHS

@@ -1,9 +1,11 @@
 """The small-plane path of planar max and average pooling.
 
-Planar calls with short output rows (under 64 bytes) pool each (n, c)
-volume as one unit: windows that tile the plane (2x2 or 3x3, stride = kernel,
-no padding) through row kernels with a NaN alarm, every other geometry
-through a per-call table of tap offsets.  Each result here is checked
+Planar calls with short output rows take one of two paths: windows that
+tile the planes (2x2, 3x3, 2x2x2, 3x3x3 or 1xKxK, stride = kernel, no
+padding; rows under 128 bytes, values only) run through row kernels with a
+NaN alarm, and other geometries with rows of up to 8 outputs (15 with
+indices) pool each (n, c) volume as one unit through a per-call table of
+tap offsets.  Each result here is checked
 against the reference backend; ``test_differential`` runs its random cases
 with this path on, off and at the built-in thresholds.
 """
@@ -60,6 +62,7 @@ TILES = [
     # and columns (odd sizes), 3-d with a unit depth kernel, 1-row planes
     (2, (14, 14), 2), (2, (15, 13), 2), (2, (13, 13), 3), (2, (6, 17), 3),
     (2, (2, 30), 2), (3, (3, 8, 8), (1, 2, 2)), (3, (2, 9, 10), (1, 3, 3)),
+    (3, (4, 6, 6), 2), (3, (5, 4, 7), 2), (3, (6, 7, 6), 3),
 ]
 
 
@@ -72,8 +75,8 @@ def test_tiling_windows(dtype, nd, spatial, kernel, special):
     x = _values(rng, (3, 5) + spatial, dtype, special)
     mp = getattr(cypool, f"max_pool{nd}d")
     want, want_idx = _ref(mp, x, kernel, return_indices=True)
-    for th in (1, 2):
-        with cypool.num_threads(th), small_planes("on"):
+    for th, mode in ((1, "on"), (2, "on"), (1, "wide")):
+        with cypool.num_threads(th), small_planes(mode):
             got = _compiled(mp, x, kernel)
             got2, idx = _compiled(mp, x, kernel, return_indices=True)
         np.testing.assert_array_equal(bits(got), bits(want))
@@ -83,13 +86,14 @@ def test_tiling_windows(dtype, nd, spatial, kernel, special):
         ap = getattr(cypool, f"avg_pool{nd}d")
         for divisor in (None, 3, -4):
             want = _ref(ap, x, kernel, divisor_override=divisor)
-            with small_planes("on"):
-                got = _compiled(ap, x, kernel, divisor_override=divisor)
             with small_planes("off"):
                 rows = _compiled(ap, x, kernel, divisor_override=divisor)
-            np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
-            # the same summation order as the row kernels
-            same_sums(got, rows)
+            for mode in ("on", "wide"):
+                with small_planes(mode):
+                    got = _compiled(ap, x, kernel, divisor_override=divisor)
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
+                # the same summation order as the row kernels
+                same_sums(got, rows)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -133,6 +137,8 @@ GEOMETRIES = [
     ((8, 7), 2, 2, 0, 1, True), ((7, 9), 3, 3, 0, 1, True),
     ((8, 8), 2, (3, 2), 0, 1, False), ((8, 8), 2, (2, 3), 0, 1, False),
     ((5, 6, 6), (1, 2, 2), (2, 2, 2), 0, 1, False),
+    ((5, 6, 6), 2, 2, 0, 1, True), ((7, 6, 6), 3, 3, 0, 1, True),
+    ((6, 6, 6), 3, (2, 3, 3), 0, 1, False),
 ]
 
 
@@ -212,12 +218,13 @@ def test_strided_output_volumes(kernel, stride):
 
 
 def test_thresholds():
-    """The built-in limits: rows under 64 bytes (16 float32 outputs, 8
-    float64) take the path; ``_small_rows`` reads and sets them."""
+    """The built-in limits: tiling kernels for output rows under 128 bytes,
+    the table for rows of up to 8 outputs (15 with indices);
+    ``_small_rows`` reads and sets them."""
     from cypool._compiled import _kernels
-    assert _kernels._small_rows() == (64, 64)
-    old = _kernels._small_rows(10, 20)
+    assert _kernels._small_rows() == (128, 9, 16, True)
+    old = _kernels._small_rows(10, 20, 30, 0)
     try:
-        assert old == (64, 64) and _kernels._small_rows() == (10, 20)
+        assert old == (128, 9, 16, True) and _kernels._small_rows() == (10, 20, 30, False)
     finally:
         _kernels._small_rows(*old)

@@ -30,9 +30,11 @@
  * caller's vector width. */
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define CYPOOL_NARROW_VEC static __attribute__((noinline, unused, target("prefer-vector-width=128")))
+#define CYPOOL_WIDE_VEC static __attribute__((noinline, unused))
 #define CYPOOL_MID_VEC static __attribute__((noinline, unused, target("prefer-vector-width=256")))
 #else
 #define CYPOOL_NARROW_VEC static inline
+#define CYPOOL_WIDE_VEC static inline
 #define CYPOOL_MID_VEC static inline
 #endif
 
@@ -112,101 +114,170 @@ CYPOOL_MID_VEC void cypool_small_avg_##SFX(                                     
 CYPOOL_SMALL_AVG(f32, float)
 CYPOOL_SMALL_AVG(f64, double)
 
-/* Row kernels of the small-plane path for windows that tile the plane
- * (kernel = stride = K in H and W, no padding, no dilation, contiguous
- * input rows ``rs`` elements apart): output row oh from input rows
- * oh*K .. oh*K+K-1, each output j from columns j*K .. j*K+K-1.  These need
- * no offset table: the taps are plain strided loads.
+/* Row kernels for windows that tile the planes (kernel = stride = K in H
+ * and W, K = 2 or 3, and KD = 1 or K in D; no padding, no dilation, every
+ * window inside the input, contiguous input rows ``rs`` elements apart and
+ * depth slices ``ds`` apart): output row oh from input rows oh*K ..
+ * oh*K+K-1 of KD slices, each output j from columns j*K .. j*K+K-1.  No
+ * offset table: the taps are plain strided loads, in scan order (slice,
+ * row, column).
  *
  * Max: the select is a plain ``v > m ? v : m`` (a max instruction; exact
  * for ties and signed zeros) and the taps of every window are also summed:
  * a NaN tap makes its sum NaN, and the function then returns 1 so that the
- * caller recomputes the volume with PyTorch's rule (so can inf - inf: a
- * harmless false alarm).  Integers need no alarm.
+ * caller recomputes the rows with the exact kernel (PyTorch's rule; so can
+ * inf - inf: a harmless false alarm).  Integers need no alarm.
  * Average: taps summed from +0 in scan order, divided by ``dv``. */
-#define CYPOOL_ROWS_MAXF(SFX, TYPE, K)                                            \
-CYPOOL_NARROW_VEC int cypool_rows_max##K##_##SFX(                                     \
-        const TYPE* CYPOOL_RESTRICT x, ptrdiff_t rs, ptrdiff_t OH, ptrdiff_t OW,  \
-        TYPE* CYPOOL_RESTRICT o, ptrdiff_t os) {                                  \
-    ptrdiff_t oh, j, i, k;                                                        \
+#define CYPOOL_TILE_ARGS(TYPE)                                                    \
+        const TYPE* CYPOOL_RESTRICT x, ptrdiff_t ds, ptrdiff_t rs, ptrdiff_t OH,  \
+        ptrdiff_t OW, TYPE* CYPOOL_RESTRICT o, ptrdiff_t os
+
+#define CYPOOL_TILE_MAXF(VEC, W, SFX, TYPE, KD, K)                                        \
+VEC int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {    \
+    ptrdiff_t oh, j, d, i, k;                                                     \
     int bad = 0;                                                                  \
     for (oh = 0; oh < OH; oh++) {                                                 \
         const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
         TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
         for (j = 0; j < OW; j++) {                                                \
-            TYPE m = a[K * j], al = a[K * j];                                     \
-            for (k = 1; k < K; k++) {                                             \
-                TYPE v = a[K * j + k];                                            \
-                m = v > m ? v : m;                                                \
-                al = al + v;                                                      \
-            }                                                                     \
-            for (i = 1; i < K; i++)                                               \
-                for (k = 0; k < K; k++) {                                         \
-                    TYPE v = a[i * rs + K * j + k];                               \
-                    m = v > m ? v : m;                                            \
-                    al = al + v;                                                  \
-                }                                                                 \
+            TYPE m = a[K * j], al = 0;                                            \
+            for (d = 0; d < KD; d++)                                              \
+                for (i = 0; i < K; i++)                                           \
+                    for (k = 0; k < K; k++) {                                     \
+                        TYPE v = a[d * ds + i * rs + K * j + k];                  \
+                        m = v > m ? v : m;                                        \
+                        al = al + v;                                              \
+                    }                                                             \
             op[j] = m;                                                            \
             bad |= al != al;                                                      \
         }                                                                         \
     }                                                                             \
     return bad;                                                                   \
-}
-
-#define CYPOOL_ROWS_MAXI(SFX, TYPE, K)                                            \
-CYPOOL_NARROW_VEC int cypool_rows_max##K##_##SFX(                                     \
-        const TYPE* CYPOOL_RESTRICT x, ptrdiff_t rs, ptrdiff_t OH, ptrdiff_t OW,  \
-        TYPE* CYPOOL_RESTRICT o, ptrdiff_t os) {                                  \
-    ptrdiff_t oh, j, i, k;                                                        \
+}                                                                                 \
+VEC void cypool_tile##W##_maxx##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {  \
+    ptrdiff_t oh, j, d, i, k;                                                     \
     for (oh = 0; oh < OH; oh++) {                                                 \
         const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
         TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
         for (j = 0; j < OW; j++) {                                                \
             TYPE m = a[K * j];                                                    \
-            for (i = 0; i < K; i++)                                               \
-                for (k = (i == 0); k < K; k++) {                                  \
-                    TYPE v = a[i * rs + K * j + k];                               \
-                    m = v > m ? v : m;                                            \
-                }                                                                 \
+            for (d = 0; d < KD; d++)                                              \
+                for (i = 0; i < K; i++)                                           \
+                    for (k = 0; k < K; k++) {                                     \
+                        TYPE v = a[d * ds + i * rs + K * j + k];                  \
+                        m = CYPOOL_TAKES_F(v, m) ? v : m;                         \
+                    }                                                             \
+            op[j] = m;                                                            \
+        }                                                                         \
+    }                                                                             \
+}
+
+#define CYPOOL_TILE_MAXI(VEC, W, SFX, TYPE, KD, K)                                        \
+VEC int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {    \
+    ptrdiff_t oh, j, d, i, k;                                                     \
+    for (oh = 0; oh < OH; oh++) {                                                 \
+        const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
+        TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
+        for (j = 0; j < OW; j++) {                                                \
+            TYPE m = a[K * j];                                                    \
+            for (d = 0; d < KD; d++)                                              \
+                for (i = 0; i < K; i++)                                           \
+                    for (k = 0; k < K; k++) {                                     \
+                        TYPE v = a[d * ds + i * rs + K * j + k];                  \
+                        m = v > m ? v : m;                                        \
+                    }                                                             \
             op[j] = m;                                                            \
         }                                                                         \
     }                                                                             \
     return 0;                                                                     \
 }
 
-#define CYPOOL_ROWS_AVG(SFX, TYPE, K)                                             \
-CYPOOL_NARROW_VEC void cypool_rows_avg##K##_##SFX(                                    \
-        const TYPE* CYPOOL_RESTRICT x, ptrdiff_t rs, ptrdiff_t OH, ptrdiff_t OW,  \
-        TYPE* CYPOOL_RESTRICT o, ptrdiff_t os, TYPE dv) {                         \
-    ptrdiff_t oh, j, i, k;                                                        \
+#define CYPOOL_TILE_AVG(VEC, W, SFX, TYPE, KD, K)                                         \
+VEC void cypool_tile##W##_avg##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE),     \
+                                                      TYPE dv) {                  \
+    ptrdiff_t oh, j, d, i, k;                                                     \
     for (oh = 0; oh < OH; oh++) {                                                 \
         const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
         TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
         for (j = 0; j < OW; j++) {                                                \
             TYPE s = 0;                                                           \
-            for (i = 0; i < K; i++)                                               \
-                for (k = 0; k < K; k++)                                           \
-                    s = s + a[i * rs + K * j + k];                                \
+            for (d = 0; d < KD; d++)                                              \
+                for (i = 0; i < K; i++)                                           \
+                    for (k = 0; k < K; k++)                                       \
+                        s = s + a[d * ds + i * rs + K * j + k];                   \
             op[j] = s / dv;                                                       \
         }                                                                         \
     }                                                                             \
 }
 
-#define CYPOOL_ROWS_ALL(SFX, TYPE, MAXKIND)                                       \
-    MAXKIND(SFX, TYPE, 2)                                                         \
-    MAXKIND(SFX, TYPE, 3)
+/* the (KD, K) pairs: 2-d 2x2 and 3x3, 3-d 2x2x2 and 3x3x3 */
+#define CYPOOL_TILE_ALL(KIND, SFX, TYPE)                                          \
+    KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 1, 2)                                    \
+    KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 1, 3)                                    \
+    KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 2, 2)                                    \
+    KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 3, 3)                                    \
+    KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 1, 2)                                     \
+    KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 1, 3)                                     \
+    KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 2, 2)                                     \
+    KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 3, 3)
 
-CYPOOL_ROWS_ALL(f32, float, CYPOOL_ROWS_MAXF)
-CYPOOL_ROWS_ALL(f64, double, CYPOOL_ROWS_MAXF)
-CYPOOL_ROWS_ALL(i8, int8_t, CYPOOL_ROWS_MAXI)
-CYPOOL_ROWS_ALL(u8, uint8_t, CYPOOL_ROWS_MAXI)
-CYPOOL_ROWS_ALL(i16, int16_t, CYPOOL_ROWS_MAXI)
-CYPOOL_ROWS_ALL(u16, uint16_t, CYPOOL_ROWS_MAXI)
-CYPOOL_ROWS_ALL(i32, int32_t, CYPOOL_ROWS_MAXI)
-CYPOOL_ROWS_ALL(i64, int64_t, CYPOOL_ROWS_MAXI)
-CYPOOL_ROWS_AVG(f32, float, 2)
-CYPOOL_ROWS_AVG(f32, float, 3)
-CYPOOL_ROWS_AVG(f64, double, 2)
-CYPOOL_ROWS_AVG(f64, double, 3)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXF, f32, float)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXF, f64, double)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, i8, int8_t)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, u8, uint8_t)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, i16, int16_t)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, u16, uint16_t)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, i32, int32_t)
+CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, i64, int64_t)
+CYPOOL_TILE_ALL(CYPOOL_TILE_AVG, f32, float)
+CYPOOL_TILE_ALL(CYPOOL_TILE_AVG, f64, double)
+
+/* Dispatch on (KD, K); ``KD`` is 1 or K. */
+#define CYPOOL_TILE_CALL1(NAME, SFX)                                              \
+    (K == 2 ? (KD == 1 ? NAME##12_##SFX(x, ds, rs, OH, OW, o, os)                 \
+                       : NAME##22_##SFX(x, ds, rs, OH, OW, o, os))                \
+            : (KD == 1 ? NAME##13_##SFX(x, ds, rs, OH, OW, o, os)                 \
+                       : NAME##33_##SFX(x, ds, rs, OH, OW, o, os)))
+#define CYPOOL_TILE_CALL(NAME, SFX)                                               \
+    (wide ? CYPOOL_TILE_CALL1(cypool_tilew_##NAME, SFX)                           \
+          : CYPOOL_TILE_CALL1(cypool_tile_##NAME, SFX))
+#define CYPOOL_TILE_MAX_DISPATCH(SFX, TYPE)                                       \
+static inline int cypool_tile_max_##SFX(int wide, ptrdiff_t KD, ptrdiff_t K,      \
+                                        CYPOOL_TILE_ARGS(TYPE)) {                 \
+    return CYPOOL_TILE_CALL(max, SFX);                                            \
+}
+#define CYPOOL_TILE_FLOAT_DISPATCH(SFX, TYPE)                                     \
+CYPOOL_TILE_MAX_DISPATCH(SFX, TYPE)                                               \
+static inline void cypool_tile_maxx_##SFX(int wide, ptrdiff_t KD, ptrdiff_t K,    \
+                                          CYPOOL_TILE_ARGS(TYPE)) {               \
+    CYPOOL_TILE_CALL(maxx, SFX);                                                  \
+}                                                                                 \
+static inline void cypool_tile_avg_##SFX(int wide, ptrdiff_t KD, ptrdiff_t K,     \
+                                         CYPOOL_TILE_ARGS(TYPE), TYPE dv) {       \
+    if (wide) {                                                                   \
+        if (K == 2) {                                                             \
+            if (KD == 1) cypool_tilew_avg12_##SFX(x, ds, rs, OH, OW, o, os, dv);  \
+            else cypool_tilew_avg22_##SFX(x, ds, rs, OH, OW, o, os, dv);          \
+        } else {                                                                  \
+            if (KD == 1) cypool_tilew_avg13_##SFX(x, ds, rs, OH, OW, o, os, dv);  \
+            else cypool_tilew_avg33_##SFX(x, ds, rs, OH, OW, o, os, dv);          \
+        }                                                                         \
+    } else if (K == 2) {                                                          \
+        if (KD == 1) cypool_tile_avg12_##SFX(x, ds, rs, OH, OW, o, os, dv);       \
+        else cypool_tile_avg22_##SFX(x, ds, rs, OH, OW, o, os, dv);               \
+    } else {                                                                      \
+        if (KD == 1) cypool_tile_avg13_##SFX(x, ds, rs, OH, OW, o, os, dv);       \
+        else cypool_tile_avg33_##SFX(x, ds, rs, OH, OW, o, os, dv);               \
+    }                                                                             \
+}
+
+CYPOOL_TILE_FLOAT_DISPATCH(f32, float)
+CYPOOL_TILE_FLOAT_DISPATCH(f64, double)
+CYPOOL_TILE_MAX_DISPATCH(i8, int8_t)
+CYPOOL_TILE_MAX_DISPATCH(u8, uint8_t)
+CYPOOL_TILE_MAX_DISPATCH(i16, int16_t)
+CYPOOL_TILE_MAX_DISPATCH(u16, uint16_t)
+CYPOOL_TILE_MAX_DISPATCH(i32, int32_t)
+CYPOOL_TILE_MAX_DISPATCH(i64, int64_t)
 
 #endif
