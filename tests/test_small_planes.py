@@ -228,3 +228,37 @@ def test_thresholds():
         assert old == (128, 9, 16, True) and _kernels._small_rows() == (10, 20, 30, False)
     finally:
         _kernels._small_rows(*old)
+
+
+@pytest.mark.parametrize("extra", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (2, 1, 1)])
+@pytest.mark.parametrize("kernel", [(1, 2, 2), (2, 2, 2), (1, 3, 3), (1, 3, 2)])
+def test_kernel_calls_with_oversized_outputs(extra, kernel):
+    """The kernels are also called directly, with any output shape: output
+    positions past the input (no in-bounds tap) must never make a kernel
+    read past the input (the square row paths once read the depth slices
+    past the input).  No public call makes such shapes, so the two paths
+    are compared with each other, and the positions past the input with
+    the rule for windows without in-bounds taps."""
+    from cypool._compiled import _kernels
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4, 6, 6)).astype(np.float32)
+    shape = tuple(4 // k + e if i == 0 else 6 // k + e
+                  for i, (k, e) in enumerate(zip(kernel, extra)))
+    results = {}
+    for mode in ("on", "off"):
+        out = np.full((2, 3) + shape, 9.0, np.float32)
+        idx = np.zeros((2, 3) + shape, np.int64)
+        avg = np.full((2, 3) + shape, 9.0, np.float32)
+        with small_planes(mode):
+            _kernels.max_pool_forward(x, out, None, kernel, kernel, (1, 1, 1), (0, 0, 0), 1)
+            _kernels.max_pool_forward(x, out.copy(), idx, kernel, kernel, (1, 1, 1),
+                                      (0, 0, 0), 1)
+            _kernels.avg_pool_forward(x, avg, kernel, kernel, (0, 0, 0), (0, 0, 0), True, 0,
+                                      False, 1)
+        results[mode] = (out, idx, avg)
+    for a, b in zip(results["on"], results["off"]):
+        np.testing.assert_array_equal(bits(a), bits(b))
+    # past the input (no in-bounds tap): -inf and index -1, cypool's rule
+    out, idx, _ = results["on"]
+    d = (4 - kernel[0]) // kernel[0] + 1
+    assert (out[:, :, d:] == -np.inf).all() and (idx[:, :, d:] == -1).all()

@@ -3959,7 +3959,7 @@ cdef Py_ssize_t _tiling(const Geo* g, Py_ssize_t elsize, int nthreads, bint is_m
             and g.osz[1] * K <= g.isz[1] and g.osz[2] * K <= g.isz[2]
             and g.pd[0] == 0):
         return 0
-    if g.ks[0] == 1:
+    if g.ks[0] == 1 and (g.osz[0] - 1) * g.st[0] < g.isz[0]:
         KD[0] = 1
         wide[0] = g.osz[2] * elsize >= _TILE_ROW
         if wide[0] and K == 2:
@@ -4319,7 +4319,11 @@ cdef int _fill_geo(Geo* g, cnp.ndarray inp, cnp.ndarray outp, tuple kernel,
     g.kw0 = _imax(0, _ceildiv(g.pd[2] - (g.osz[2] - 1) * g.st[2], g.dl[2]))
     g.kwn = _imax(0, _imin(g.ks[2], _ceildiv(g.isz[2] + g.pd[2], g.dl[2])) - g.kw0)
     g.sparse = g.kwn > 4 * (g.osz[2] + _ceildiv(g.isz[2], g.dl[2])) + 64
-    g.square = (g.ks[0] == 1 and g.pd[0] == 0 and g.ks[1] == g.ks[2]
+    # (the square paths read depth slice od * st[0] unchecked: the last one
+    # must lie in the input, which valid geometry ensures and a direct call
+    # with a larger output need not)
+    g.square = (g.ks[0] == 1 and g.pd[0] == 0 and (g.osz[0] - 1) * g.st[0] < g.isz[0]
+                and g.ks[1] == g.ks[2]
                 and (g.ks[2] == 2 or g.ks[2] == 3) and g.dl[1] == 1
                 and g.dl[2] == 1 and g.st[2] <= 2 and not g.sparse
                 and g.kw0 == 0 and g.kwn == g.ks[2])  # the plan covers all taps
