@@ -262,3 +262,54 @@ def test_kernel_calls_with_oversized_outputs(extra, kernel):
     out, idx, _ = results["on"]
     d = (4 - kernel[0]) // kernel[0] + 1
     assert (out[:, :, d:] == -np.inf).all() and (idx[:, :, d:] == -1).all()
+
+
+BACKWARD = [
+    # (spatial, kernel, stride, padding, ceil_mode): overlapping, clipped and
+    # tiling windows, 1-d to 3-d
+    ((14, 14), 3, 2, 1, False), ((13, 13), 3, 2, 0, True), ((7, 7), 3, 1, 1, False),
+    ((14, 14), 2, 2, 0, False), ((9,), 4, 1, 2, True), ((3, 4, 5), 2, 1, 1, True),
+    ((5, 5), (3, 2), (2, 1), (1, 0), False),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", BACKWARD)
+@pytest.mark.parametrize("include_pad,divisor", [(True, None), (False, None), (True, 3)])
+def test_avg_backward_table(dtype, geom, include_pad, divisor):
+    """The table path of the average backward against the reference, with
+    strided grad_output (which keeps the row kernels) and 2 threads."""
+    spatial, k, s, p, ceil = geom
+    nd = len(spatial)
+    f = getattr(cypool, f"avg_pool{nd}d")
+    b = getattr(cypool, f"avg_pool{nd}d_backward")
+    x = np.zeros((2, 3) + spatial, dtype)
+    out = _ref(f, x, k, s, p, ceil, include_pad, divisor)
+    g = np.random.default_rng(5).standard_normal(out.shape).astype(dtype)
+    want = _ref(b, g, x.shape, k, s, p, ceil, include_pad, divisor)
+    gs = np.repeat(g, 2, axis=-1)[..., ::2]
+    for th in (1, 2):
+        with small_planes("on"), cypool.num_threads(th):
+            got = _compiled(b, g, x.shape, k, s, p, ceil, include_pad, divisor)
+            strided = _compiled(b, gs, x.shape, k, s, p, ceil, include_pad, divisor)
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(strided, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("geom", BACKWARD)
+def test_avg_backward_table_matches_torch_bitwise(geom):
+    """The table path adds in PyTorch's order (outputs in order, taps in
+    scan order into a zeroed gradient): its result equals torch's autograd
+    bit for bit."""
+    torch = pytest.importorskip("torch")
+    spatial, k, s, p, ceil = geom
+    nd = len(spatial)
+    x = np.random.default_rng(9).random((2, 3) + spatial).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = getattr(torch.nn.functional, f"avg_pool{nd}d")(tx, k, s, p, ceil)
+    g = np.random.default_rng(10).standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.from_numpy(g))
+    with small_planes("on"):
+        got = _compiled(getattr(cypool, f"avg_pool{nd}d_backward"), g, x.shape, k, s, p, ceil)
+    np.testing.assert_array_equal(bits(got), bits(tx.grad.numpy()))

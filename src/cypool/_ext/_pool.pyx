@@ -67,6 +67,8 @@ cdef extern from "small_kernels.h" nogil:
     void cypool_small_argmax_i64(const int64_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int64_t* m, int32_t* ib)
     void cypool_small_avg_f32(const float* x, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t T, Py_ssize_t Q, float* s)
     void cypool_small_avg_f64(const double* x, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t T, Py_ssize_t Q, double* s)
+    void cypool_small_avg_bwd_f32(const float* go, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t Q, float* gi, Py_ssize_t P)
+    void cypool_small_avg_bwd_f64(const double* go, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t Q, double* gi, Py_ssize_t P)
     int cypool_tile_max_f32(int wide, Py_ssize_t KD, Py_ssize_t K, const float* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
     int cypool_tile_max_f64(int wide, Py_ssize_t KD, Py_ssize_t K, const double* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os)
     int cypool_tile_max_i8(int wide, Py_ssize_t KD, Py_ssize_t K, const int8_t* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int8_t* o, Py_ssize_t os)
@@ -4165,6 +4167,39 @@ cdef int _avg_small(const real_t* x, real_t* out, const Geo* g,
     return 0
 
 
+cdef bint _dense_input_vol(const Geo* g) noexcept nogil:
+    """Is each input volume contiguous (the array read by windows, or the
+    input gradient)?"""
+    return ((g.isz[2] == 1 or g.xs[4] == 1)
+            and (g.isz[1] == 1 or g.xs[3] == g.isz[2])
+            and (g.isz[0] == 1 or g.xs[2] == g.isz[1] * g.isz[2]))
+
+
+cdef int _avg_small_bwd(const real_t* go, real_t* gi, const Geo* g,
+                        const Tab* tb) noexcept nogil:
+    """Average pooling backward through the small-plane table: contiguous
+    grad_output and grad_input volumes (see cypool_small_avg_bwd)."""
+    cdef Py_ssize_t it, n, c, q, Q = tb.Q
+    cdef Py_ssize_t P = g.isz[0] * g.isz[1] * g.isz[2]
+    cdef real_t* dv = <real_t*>malloc(Q * sizeof(real_t))
+    if dv == NULL:
+        return -1
+    for q in range(Q):
+        dv[q] = <real_t>tb.div[q]
+    for it in prange(g.N * g.C, nogil=True, schedule='static', num_threads=g.nthreads,
+                     use_threads_if=g.parallel):
+        n = it // g.C
+        c = it - n * g.C
+        if real_t is float:
+            cypool_small_avg_bwd_f32(go + n * g.os[0] + c * g.os[1], tb.off, tb.cnt, dv, Q,
+                                     gi + n * g.xs[0] + c * g.xs[1], P)
+        else:
+            cypool_small_avg_bwd_f64(go + n * g.os[0] + c * g.os[1], tb.off, tb.cnt, dv, Q,
+                                     gi + n * g.xs[0] + c * g.xs[1], P)
+    free(dv)
+    return 0
+
+
 cdef int _max_tile_typed(int typenum, const void* xp, void* op, const Geo* g,
                          Py_ssize_t K, Py_ssize_t KD, int wide) noexcept nogil:
     if typenum == cnp.NPY_FLOAT32:
@@ -4677,6 +4712,25 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
                 rc = -3
         _raise_rc(rc, "average pooling backward", grad_out.dtype)
         return
+    # small planes, contiguous: the table of the forward's taps, scattered
+    # into (streaming, for a large out=, keeps the row kernels)
+    cdef Tab tb
+    if (typenum in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64) and _dense_input_vol(&g)
+            and _dense_vol(&g, g.os) and _small_ok(&g, False)
+            and not (stream and _wants_stream(grad_in))):
+        rc = _small_table(&g, &tb, count_include_pad, divisor_override, True)
+        if rc == 0:
+            _small_split(&g, nthreads, <double>g.N * g.C * tb.Q * tb.T)
+            with nogil:
+                if typenum == cnp.NPY_FLOAT32:
+                    rc = _avg_small_bwd(<const float*>gop, <float*>gip, &g, &tb)
+                else:
+                    rc = _avg_small_bwd(<const double*>gop, <double*>gip, &g, &tb)
+        _free_tab(&tb)
+        if rc != 1:
+            _raise_rc(rc, "average pooling backward", grad_out.dtype)
+            return
+        rc = 0
     # items are input rows (and chunks of them)
     _split(&g, g.N * g.C * g.isz[0] * g.isz[1], 1, g.isz[2], nthreads,
            <double>g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * _taps_per_window(&g))

@@ -114,6 +114,28 @@ CYPOOL_MID_VEC void cypool_small_avg_##SFX(                                     
 CYPOOL_SMALL_AVG(f32, float)
 CYPOOL_SMALL_AVG(f64, double)
 
+/* Average pooling backward of one volume: the input gradient (``P``
+ * elements, contiguous) zeroed, then each output's quotient added to the
+ * first cnt[q] taps of its window, outputs in order: PyTorch's
+ * accumulation order (its results bit for bit; the row kernels' gather and
+ * the reference backend add in another order, within rounding). */
+#define CYPOOL_SMALL_AVG_BWD(SFX, TYPE)                                           \
+CYPOOL_MID_VEC void cypool_small_avg_bwd_##SFX(                                   \
+        const TYPE* CYPOOL_RESTRICT go, const int32_t* CYPOOL_RESTRICT off,       \
+        const int32_t* CYPOOL_RESTRICT cnt, const TYPE* CYPOOL_RESTRICT dv,       \
+        ptrdiff_t Q, TYPE* CYPOOL_RESTRICT gi, ptrdiff_t P) {                     \
+    ptrdiff_t q, t;                                                               \
+    memset(gi, 0, (size_t)P * sizeof(TYPE));                                      \
+    for (q = 0; q < Q; q++) {                                                     \
+        const TYPE v = go[q] / dv[q];                                             \
+        for (t = 0; t < cnt[q]; t++)                                              \
+            gi[off[t * Q + q]] += v;                                              \
+    }                                                                             \
+}
+
+CYPOOL_SMALL_AVG_BWD(f32, float)
+CYPOOL_SMALL_AVG_BWD(f64, double)
+
 /* Row kernels for windows that tile the planes (kernel = stride = K in H
  * and W, K = 2 or 3, and KD = 1 or K in D; no padding, no dilation, every
  * window inside the input, contiguous input rows ``rs`` elements apart and
