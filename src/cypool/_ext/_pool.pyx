@@ -67,6 +67,8 @@ cdef extern from "small_kernels.h" nogil:
     void cypool_small_argmax_i64(const int64_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int64_t* m, int32_t* ib)
     void cypool_small_avg_f32(const float* x, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t T, Py_ssize_t Q, float* s)
     void cypool_small_avg_f64(const double* x, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t T, Py_ssize_t Q, double* s)
+    int cypool_max_bwd_vol_f32(const float* go, const int64_t* idx, Py_ssize_t Q, float* gi, Py_ssize_t P)
+    int cypool_max_bwd_vol_f64(const double* go, const int64_t* idx, Py_ssize_t Q, double* gi, Py_ssize_t P)
     void cypool_small_avg_bwd_f32(const float* go, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t Q, float* gi, Py_ssize_t P)
     void cypool_small_avg_bwd_f64(const double* go, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t Q, double* gi, Py_ssize_t P)
     int cypool_tile_max_f32(int wide, Py_ssize_t KD, Py_ssize_t K, const float* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
@@ -3251,6 +3253,21 @@ cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
     cdef real_t* gp = gi + n * g.xs[0] + c * g.xs[1]
     cdef real_t* dst = buf if buf != NULL else gp
     cdef int64_t i
+    cdef Py_ssize_t Q = g.osz[0] * g.osz[1] * g.osz[2]
+    if e == 1 and _dense_vol(g, g.os) and _dense_vol(g, g.js):
+        # contiguous volumes: one flat loop (small_kernels.h; 1.5x on
+        # 14 x 14 planes)
+        if real_t is float:
+            if cypool_max_bwd_vol_f32(go + n * g.os[0] + c * g.os[1],
+                                      idx + n * g.js[0] + c * g.js[1], Q, dst, P):
+                bad[0] = 1
+        else:
+            if cypool_max_bwd_vol_f64(go + n * g.os[0] + c * g.os[1],
+                                      idx + n * g.js[0] + c * g.js[1], Q, dst, P):
+                bad[0] = 1
+        if buf != NULL:
+            cypool_stream_copy(<char*>gp, <const char*>buf, P * sizeof(real_t))
+        return
     if e == 1:
         memset(dst, 0, P * sizeof(real_t))
     else:

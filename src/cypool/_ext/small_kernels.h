@@ -136,6 +136,31 @@ CYPOOL_MID_VEC void cypool_small_avg_bwd_##SFX(                                 
 CYPOOL_SMALL_AVG_BWD(f32, float)
 CYPOOL_SMALL_AVG_BWD(f64, double)
 
+/* Max pooling backward of one volume with contiguous grad_output and index
+ * volumes (``Q`` elements) into a contiguous ``P``-element input gradient:
+ * zeroed, then each output's gradient added at its index, outputs in order.
+ * Returns 1 when an index lies outside the volume (skipped; -1 is skipped
+ * silently). */
+#define CYPOOL_MAX_BWD_VOL(SFX, TYPE)                                             \
+CYPOOL_WIDE_VEC int cypool_max_bwd_vol_##SFX(                                     \
+        const TYPE* CYPOOL_RESTRICT go, const int64_t* CYPOOL_RESTRICT idx,       \
+        ptrdiff_t Q, TYPE* CYPOOL_RESTRICT gi, ptrdiff_t P) {                     \
+    ptrdiff_t q;                                                                  \
+    int bad = 0;                                                                  \
+    memset(gi, 0, (size_t)P * sizeof(TYPE));                                      \
+    for (q = 0; q < Q; q++) {                                                     \
+        const int64_t i = idx[q];                                                 \
+        if ((uint64_t)i < (uint64_t)P)                                            \
+            gi[i] += go[q];                                                       \
+        else if (i != -1)                                                         \
+            bad = 1;                                                              \
+    }                                                                             \
+    return bad;                                                                   \
+}
+
+CYPOOL_MAX_BWD_VOL(f32, float)
+CYPOOL_MAX_BWD_VOL(f64, double)
+
 /* Row kernels for windows that tile the planes (kernel = stride = K in H
  * and W, K = 2 or 3, and KD = 1 or K in D; no padding, no dilation, every
  * window inside the input, contiguous input rows ``rs`` elements apart and
