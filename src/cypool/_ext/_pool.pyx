@@ -3903,6 +3903,16 @@ cdef int _small_table(const Geo* g, Tab* tb, bint include_pad,
     return 0
 
 
+cdef int _avg_table(Geo* g, Tab* tb, bint include_pad, int64_t override,
+                    int nthreads) noexcept nogil:
+    """The table of an average pooling call (forward or backward) and its
+    team: 0, 1 (the path does not apply) or -1 (no memory)."""
+    cdef int rc = _small_table(g, tb, include_pad, override, True)
+    if rc == 0:
+        _small_split(g, nthreads, <double>g.N * g.C * tb.Q * tb.T)
+    return rc
+
+
 cdef void _small_split(Geo* g, int nthreads, double work) noexcept nogil:
     """Work items: whole (n, c) volumes."""
     g.nthreads = <int>_imax(1, _imin(nthreads, g.N * g.C))
@@ -4592,9 +4602,8 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                                divisor_override)
         return
     if not cl and _small_ok(&g, False):
-        rc = _small_table(&g, &tb, count_include_pad, divisor_override, True)
+        rc = _avg_table(&g, &tb, count_include_pad, divisor_override, nthreads)
         if rc == 0:
-            _small_split(&g, nthreads, <double>g.N * g.C * tb.Q * tb.T)
             with nogil:
                 if typenum == cnp.NPY_FLOAT32:
                     rc = _avg_small(<const float*>xp, <float*>op, &g, &tb)
@@ -4604,7 +4613,6 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
         if rc != 1:
             _raise_rc(rc, "average pooling", x.dtype)
             return
-        rc = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             if cl:
@@ -4735,9 +4743,8 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
     if (typenum in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64) and _dense_input_vol(&g)
             and _dense_vol(&g, g.os) and _small_ok(&g, False)
             and not (stream and _wants_stream(grad_in))):
-        rc = _small_table(&g, &tb, count_include_pad, divisor_override, True)
+        rc = _avg_table(&g, &tb, count_include_pad, divisor_override, nthreads)
         if rc == 0:
-            _small_split(&g, nthreads, <double>g.N * g.C * tb.Q * tb.T)
             with nogil:
                 if typenum == cnp.NPY_FLOAT32:
                     rc = _avg_small_bwd(<const float*>gop, <float*>gip, &g, &tb)
@@ -4747,7 +4754,7 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
         if rc != 1:
             _raise_rc(rc, "average pooling backward", grad_out.dtype)
             return
-        rc = 0
+    rc = 0
     # items are input rows (and chunks of them)
     _split(&g, g.N * g.C * g.isz[0] * g.isz[1], 1, g.isz[2], nthreads,
            <double>g.N * g.C * g.isz[0] * g.isz[1] * g.isz[2] * _taps_per_window(&g))

@@ -179,8 +179,29 @@ CYPOOL_MAX_BWD_VOL(f64, double)
         const TYPE* CYPOOL_RESTRICT x, ptrdiff_t ds, ptrdiff_t rs, ptrdiff_t OH,  \
         ptrdiff_t OW, TYPE* CYPOOL_RESTRICT o, ptrdiff_t os
 
-#define CYPOOL_TILE_MAXF(VEC, W, SFX, TYPE, KD, K)                                        \
-VEC int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {    \
+/* The exact kernel: PyTorch's rule (TAKES) applied to every tap. */
+#define CYPOOL_TILE_RULE(VEC, W, NAME, SFX, TYPE, KD, K, TAKES)                   \
+VEC void cypool_tile##W##_##NAME##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {         \
+    ptrdiff_t oh, j, d, i, k;                                                     \
+    for (oh = 0; oh < OH; oh++) {                                                 \
+        const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
+        TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
+        for (j = 0; j < OW; j++) {                                                \
+            TYPE m = a[K * j];                                                    \
+            for (d = 0; d < KD; d++)                                              \
+                for (i = 0; i < K; i++)                                           \
+                    for (k = 0; k < K; k++) {                                     \
+                        TYPE v = a[d * ds + i * rs + K * j + k];                  \
+                        m = TAKES(v, m) ? v : m;                                  \
+                    }                                                             \
+            op[j] = m;                                                            \
+        }                                                                         \
+    }                                                                             \
+}
+
+/* Floats: the fast kernel with its NaN alarm, and the exact one (maxx). */
+#define CYPOOL_TILE_MAXF(VEC, W, SFX, TYPE, KD, K)                                \
+VEC int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {             \
     ptrdiff_t oh, j, d, i, k;                                                     \
     int bad = 0;                                                                  \
     for (oh = 0; oh < OH; oh++) {                                                 \
@@ -201,41 +222,13 @@ VEC int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {    \
     }                                                                             \
     return bad;                                                                   \
 }                                                                                 \
-VEC void cypool_tile##W##_maxx##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {  \
-    ptrdiff_t oh, j, d, i, k;                                                     \
-    for (oh = 0; oh < OH; oh++) {                                                 \
-        const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
-        TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
-        for (j = 0; j < OW; j++) {                                                \
-            TYPE m = a[K * j];                                                    \
-            for (d = 0; d < KD; d++)                                              \
-                for (i = 0; i < K; i++)                                           \
-                    for (k = 0; k < K; k++) {                                     \
-                        TYPE v = a[d * ds + i * rs + K * j + k];                  \
-                        m = CYPOOL_TAKES_F(v, m) ? v : m;                         \
-                    }                                                             \
-            op[j] = m;                                                            \
-        }                                                                         \
-    }                                                                             \
-}
+CYPOOL_TILE_RULE(VEC, W, maxx, SFX, TYPE, KD, K, CYPOOL_TAKES_F)
 
-#define CYPOOL_TILE_MAXI(VEC, W, SFX, TYPE, KD, K)                                        \
-VEC int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {    \
-    ptrdiff_t oh, j, d, i, k;                                                     \
-    for (oh = 0; oh < OH; oh++) {                                                 \
-        const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
-        TYPE* CYPOOL_RESTRICT op = o + oh * os;                                   \
-        for (j = 0; j < OW; j++) {                                                \
-            TYPE m = a[K * j];                                                    \
-            for (d = 0; d < KD; d++)                                              \
-                for (i = 0; i < K; i++)                                           \
-                    for (k = 0; k < K; k++) {                                     \
-                        TYPE v = a[d * ds + i * rs + K * j + k];                  \
-                        m = v > m ? v : m;                                        \
-                    }                                                             \
-            op[j] = m;                                                            \
-        }                                                                         \
-    }                                                                             \
+/* Integers: the rule is the plain max; never an alarm. */
+#define CYPOOL_TILE_MAXI(VEC, W, SFX, TYPE, KD, K)                                \
+CYPOOL_TILE_RULE(VEC, W, maxi, SFX, TYPE, KD, K, CYPOOL_TAKES_I)                  \
+static inline int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) {   \
+    cypool_tile##W##_maxi##KD##K##_##SFX(x, ds, rs, OH, OW, o, os);               \
     return 0;                                                                     \
 }
 
