@@ -62,13 +62,15 @@ import contextlib
 def small_planes(mode):
     """Planar max/average pooling's small-plane paths (tiling kernels and
     tap tables): "auto" (the built-in thresholds), "on" (every planar call
-    they can take, 2-d tilings at 128-bit vectors), "wide" (the same with
-    2-d 3x3 tilings at the build's vector width) or "off" (the row kernels
-    only).  The compiled kernels' setting, restored afterwards."""
+    they can take, 2-d tilings at 128-bit vectors, indices through the
+    table), "wide" (2-d 3x3 tilings at the build's vector width, indices of
+    2-d tilings through the tiling argmax kernel where the build has it) or
+    "off" (the row kernels only).  The compiled kernels' setting, restored
+    afterwards."""
     from cypool._compiled import _kernels
     big = 1 << 40
-    limits = {"auto": None, "on": (big, big, big, 1), "wide": (0, big, big, 1),
-              "off": (0, 0, 0, 0)}[mode]
+    limits = {"auto": None, "on": (big, big, big, 1, big), "wide": (0, big, 0, 1, big),
+              "off": (0, 0, 0, 0, 0)}[mode]
     old = _kernels._small_rows()
     try:
         if limits is not None:

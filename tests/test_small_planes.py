@@ -219,13 +219,15 @@ def test_strided_output_volumes(kernel, stride):
 
 def test_thresholds():
     """The built-in limits: tiling kernels for output rows under 128 bytes,
-    the table for rows of up to 8 outputs (15 with indices);
-    ``_small_rows`` reads and sets them."""
+    the table for rows of up to 8 outputs (15 with indices), the tiling
+    argmax kernel from 16 outputs to 128 bytes; ``_small_rows`` reads and
+    sets them."""
     from cypool._compiled import _kernels
-    assert _kernels._small_rows() == (128, 9, 16, True)
-    old = _kernels._small_rows(10, 20, 30, 0)
+    assert _kernels._small_rows() == (128, 9, 16, True, 128)
+    old = _kernels._small_rows(10, 20, 30, 0, 40)
     try:
-        assert old == (128, 9, 16, True) and _kernels._small_rows() == (10, 20, 30, False)
+        assert old == (128, 9, 16, True, 128)
+        assert _kernels._small_rows() == (10, 20, 30, False, 40)
     finally:
         _kernels._small_rows(*old)
 

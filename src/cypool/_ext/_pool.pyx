@@ -67,6 +67,9 @@ cdef extern from "small_kernels.h" nogil:
     void cypool_small_argmax_i64(const int64_t* x, const int32_t* off, const int32_t* fid, Py_ssize_t T, Py_ssize_t Q, int64_t* m, int32_t* ib)
     void cypool_small_avg_f32(const float* x, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t T, Py_ssize_t Q, float* s)
     void cypool_small_avg_f64(const double* x, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t T, Py_ssize_t Q, double* s)
+    int CYPOOL_HAVE_TILE_ARGMAX
+    void cypool_tile_argmax_f32(Py_ssize_t K, const float* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w, int32_t* tg)
+    void cypool_tile_argmax_f64(Py_ssize_t K, const double* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w, int64_t* tg)
     int cypool_max_bwd_vol_f32(const float* go, const int64_t* idx, Py_ssize_t Q, float* gi, Py_ssize_t P)
     int cypool_max_bwd_vol_f64(const double* go, const int64_t* idx, Py_ssize_t Q, double* gi, Py_ssize_t P)
     void cypool_small_avg_bwd_f32(const float* go, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t Q, float* gi, Py_ssize_t P)
@@ -3757,20 +3760,25 @@ cdef Py_ssize_t _TILE_ROW = 128     # 2-d tiling kernels at 128-bit vectors: row
 cdef Py_ssize_t _TABLE_OW = 9       # table: output rows shorter than this (values)
 cdef Py_ssize_t _TABLE_OW_IDX = 16  # (max pooling with indices)
 cdef bint _TILES = True             # the tiling kernels at all
+cdef Py_ssize_t _TILE_ARGMAX_ROW = 128  # with indices: rows under this many bytes
 cdef enum:
     SMALL_TABLE_MAX = 8192   # taps x output positions of one volume
 
 
 def _small_rows(Py_ssize_t tile_bytes=-1, Py_ssize_t table=-1, Py_ssize_t table_idx=-1,
-                int tiles=-1):
+                int tiles=-1, Py_ssize_t argmax_bytes=-1):
     """The small-plane settings: 2-d output rows under ``tile_bytes`` bytes
     take the 128-bit tiling kernels (see _tiling); rows shorter than
     ``table`` (``table_idx`` with indices) outputs take the table path;
-    ``tiles`` 0 turns the tiling kernels off.  Arguments >= 0 set them
-    (tests use them to cover each path, benchmarks to compare).  Returns the
-    previous settings."""
-    global _TILE_ROW, _TABLE_OW, _TABLE_OW_IDX, _TILES
-    cdef tuple old = (_TILE_ROW, _TABLE_OW, _TABLE_OW_IDX, _TILES)
+    ``tiles`` 0 turns the tiling kernels off; 2-d rows with indices from
+    ``table_idx`` outputs up to ``argmax_bytes`` bytes take the tiling argmax
+    kernel where the build has it.  Arguments >= 0 set them (tests use them
+    to cover each path, benchmarks to compare).  Returns the previous
+    settings."""
+    global _TILE_ROW, _TABLE_OW, _TABLE_OW_IDX, _TILES, _TILE_ARGMAX_ROW
+    cdef tuple old = (_TILE_ROW, _TABLE_OW, _TABLE_OW_IDX, _TILES, _TILE_ARGMAX_ROW)
+    if argmax_bytes >= 0:
+        _TILE_ARGMAX_ROW = argmax_bytes
     if tile_bytes >= 0:
         _TILE_ROW = tile_bytes
     if table >= 0:
@@ -3965,7 +3973,7 @@ cdef inline void _tile_avg(const real_t* x, const Geo* g, real_t* o, Py_ssize_t 
 
 
 cdef Py_ssize_t _tiling(const Geo* g, Py_ssize_t elsize, int nthreads, bint is_max,
-                        Py_ssize_t* KD, int* wide) noexcept nogil:
+                        Py_ssize_t* KD, int* wide, bint argmax=False) noexcept nogil:
     """K when K x K windows (K = 2 or 3; K x K x K or 1 x K x K in 3-d) tile
     the planes and the tiling kernels are the faster path; else 0.
 
@@ -3988,7 +3996,17 @@ cdef Py_ssize_t _tiling(const Geo* g, Py_ssize_t elsize, int nthreads, bint is_m
             and g.osz[1] * K <= g.isz[1] and g.osz[2] * K <= g.isz[2]
             and g.pd[0] == 0):
         return 0
-    if g.ks[0] == 1 and (g.osz[0] - 1) * g.st[0] < g.isz[0]:
+    if argmax:
+        # with indices: 2-d 2x2 windows, rows of _TABLE_OW_IDX outputs (the
+        # table path below) up to _TILE_ARGMAX_ROW bytes, AVX2 builds (see
+        # cypool_tile_argmax)
+        if not (CYPOOL_HAVE_TILE_ARGMAX and K == 2 and g.ks[0] == 1
+                and (g.osz[0] - 1) * g.st[0] < g.isz[0]
+                and _TABLE_OW_IDX <= g.osz[2] and g.osz[2] * elsize < _TILE_ARGMAX_ROW):
+            return 0
+        KD[0] = 1
+        wide[0] = 0
+    elif g.ks[0] == 1 and (g.osz[0] - 1) * g.st[0] < g.isz[0]:
         KD[0] = 1
         wide[0] = g.osz[2] * elsize >= _TILE_ROW
         if wide[0] and K == 2:
@@ -4023,6 +4041,42 @@ cdef int _max_tile(const pool_t* x, pool_t* out, const Geo* g, Py_ssize_t K,
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2]
         if _tile_max(xv, g, o, K, KD, wide):
             _tile_max_exact(xv, g, o, K, KD, wide)
+    return 0
+
+
+cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx, const Geo* g,
+                      Py_ssize_t K) noexcept nogil:
+    """Max with indices over 2-d tiling windows (cypool_tile_argmax): one
+    (n, c, od) slice per item, a per-thread row of tags."""
+    cdef Py_ssize_t it, n, c, od, nc, per = _lines(g.osz[2] * sizeof(int64_t))
+    cdef char* scratch = <char*>malloc(per * g.nthreads + LINE)
+    cdef char* mine
+    cdef int tid
+    cdef int64_t b0
+    if scratch == NULL:
+        return -1
+    with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
+        tid = cypool_omp_get_thread_num()
+        mine = _aligned(scratch) + tid * per
+        for it in prange(g.N * g.C * g.osz[0], schedule='static'):
+            od = it % g.osz[0]
+            nc = it // g.osz[0]
+            n = nc // g.C
+            c = nc - n * g.C
+            b0 = od * g.st[0] * g.isz[1] * g.isz[2]
+            if real_t is float:
+                cypool_tile_argmax_f32(K, x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+                                       g.xs[2], g.xs[3], g.osz[1], g.osz[2],
+                                       out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3],
+                                       idx + n * g.js[0] + c * g.js[1] + od * g.js[2], g.js[3],
+                                       b0, g.isz[2], <int32_t*>mine)
+            else:
+                cypool_tile_argmax_f64(K, x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+                                       g.xs[2], g.xs[3], g.osz[1], g.osz[2],
+                                       out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3],
+                                       idx + n * g.js[0] + c * g.js[1] + od * g.js[2], g.js[3],
+                                       b0, g.isz[2], <int64_t*>mine)
+    free(scratch)
     return 0
 
 
@@ -4491,8 +4545,20 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     cdef Tab tb
     cdef Py_ssize_t KD = 1
     cdef int wide = 0
-    cdef Py_ssize_t K = 0 if ip != NULL else _tiling(&g, cnp.PyArray_ITEMSIZE(x), nthreads,
-                                                     True, &KD, &wide)
+    cdef Py_ssize_t K = 0
+    if ip == NULL:
+        K = _tiling(&g, cnp.PyArray_ITEMSIZE(x), nthreads, True, &KD, &wide)
+    elif typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64:
+        K = _tiling(&g, cnp.PyArray_ITEMSIZE(x), nthreads, True, &KD, &wide, True)
+        if K != 0:
+            _split(&g, g.N * g.C * g.osz[0], 1, 1, nthreads, work)
+            with nogil:
+                if typenum == cnp.NPY_FLOAT32:
+                    rc = _argmax_tile(<const float*>xp, <float*>op, ip, &g, K)
+                else:
+                    rc = _argmax_tile(<const double*>xp, <double*>op, ip, &g, K)
+            _raise_rc(rc, "max pooling", x.dtype)
+            return
     if K != 0:
         _split(&g, g.N * g.C * g.osz[0], 1, 1, nthreads, work)
         with nogil:
