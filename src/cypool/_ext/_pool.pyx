@@ -68,8 +68,8 @@ cdef extern from "small_kernels.h" nogil:
     void cypool_small_avg_f32(const float* x, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t T, Py_ssize_t Q, float* s)
     void cypool_small_avg_f64(const double* x, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t T, Py_ssize_t Q, double* s)
     int CYPOOL_HAVE_TILE_ARGMAX
-    void cypool_tile_argmax_f32(Py_ssize_t K, const float* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w, int32_t* tg)
-    void cypool_tile_argmax_f64(Py_ssize_t K, const double* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w, int64_t* tg)
+    void cypool_tile_argmax_f32(const float* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w, int32_t* tg)
+    void cypool_tile_argmax_f64(const double* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w, int64_t* tg)
     int cypool_max_bwd_vol_f32(const float* go, const int64_t* idx, Py_ssize_t Q, float* gi, Py_ssize_t P)
     int cypool_max_bwd_vol_f64(const double* go, const int64_t* idx, Py_ssize_t Q, double* gi, Py_ssize_t P)
     void cypool_small_avg_bwd_f32(const float* go, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t Q, float* gi, Py_ssize_t P)
@@ -3996,28 +3996,24 @@ cdef Py_ssize_t _tiling(const Geo* g, Py_ssize_t elsize, int nthreads, bint is_m
             and g.osz[1] * K <= g.isz[1] and g.osz[2] * K <= g.isz[2]
             and g.pd[0] == 0):
         return 0
-    if argmax:
-        # with indices: 2-d 2x2 windows, rows of _TABLE_OW_IDX outputs (the
-        # table path below) up to _TILE_ARGMAX_ROW bytes, AVX2 builds (see
-        # cypool_tile_argmax)
-        if not (CYPOOL_HAVE_TILE_ARGMAX and K == 2 and g.ks[0] == 1
-                and (g.osz[0] - 1) * g.st[0] < g.isz[0]
-                and _TABLE_OW_IDX <= g.osz[2] and g.osz[2] * elsize < _TILE_ARGMAX_ROW):
-            return 0
-        KD[0] = 1
-        wide[0] = 0
-    elif g.ks[0] == 1 and (g.osz[0] - 1) * g.st[0] < g.isz[0]:
+    if g.ks[0] == 1 and (g.osz[0] - 1) * g.st[0] < g.isz[0]:
         KD[0] = 1
         wide[0] = g.osz[2] * elsize >= _TILE_ROW
-        if wide[0] and K == 2:
-            return 0
     elif (g.ks[0] == K and g.dl[0] == 1
           and (g.osz[0] - 1) * g.st[0] + K <= g.isz[0]):
         KD[0] = K
         wide[0] = 1
-        if is_max and K == 2:
-            return 0
     else:
+        return 0
+    if argmax:
+        # with indices: 2-d 2x2 windows, rows of _TABLE_OW_IDX outputs (the
+        # table path below) up to _TILE_ARGMAX_ROW bytes, AVX2 builds (see
+        # cypool_tile_argmax)
+        if not (CYPOOL_HAVE_TILE_ARGMAX and K == 2 and KD[0] == 1
+                and _TABLE_OW_IDX <= g.osz[2] and g.osz[2] * elsize < _TILE_ARGMAX_ROW):
+            return 0
+        wide[0] = 0
+    elif K == 2 and (KD[0] == 1 and wide[0] or KD[0] == 2 and is_max):
         return 0
     if nthreads > 1 and g.N * g.C * g.osz[0] < 4 * nthreads and (
             <double>g.osz[1] * g.osz[2] * K * K * KD[0] * g.N * g.C * g.osz[0]
@@ -4044,10 +4040,10 @@ cdef int _max_tile(const pool_t* x, pool_t* out, const Geo* g, Py_ssize_t K,
     return 0
 
 
-cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx, const Geo* g,
-                      Py_ssize_t K) noexcept nogil:
-    """Max with indices over 2-d tiling windows (cypool_tile_argmax): one
-    (n, c, od) slice per item, a per-thread row of tags."""
+cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
+                      const Geo* g) noexcept nogil:
+    """Max with indices over 2-d 2x2 tiling windows (cypool_tile_argmax):
+    one (n, c, od) slice per item, a per-thread row of tags."""
     cdef Py_ssize_t it, n, c, od, nc, per = _lines(g.osz[2] * sizeof(int64_t))
     cdef char* scratch = <char*>malloc(per * g.nthreads + LINE)
     cdef char* mine
@@ -4065,13 +4061,13 @@ cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx, const Geo* g,
             c = nc - n * g.C
             b0 = od * g.st[0] * g.isz[1] * g.isz[2]
             if real_t is float:
-                cypool_tile_argmax_f32(K, x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+                cypool_tile_argmax_f32(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
                                        g.xs[2], g.xs[3], g.osz[1], g.osz[2],
                                        out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3],
                                        idx + n * g.js[0] + c * g.js[1] + od * g.js[2], g.js[3],
                                        b0, g.isz[2], <int32_t*>mine)
             else:
-                cypool_tile_argmax_f64(K, x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+                cypool_tile_argmax_f64(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
                                        g.xs[2], g.xs[3], g.osz[1], g.osz[2],
                                        out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3],
                                        idx + n * g.js[0] + c * g.js[1] + od * g.js[2], g.js[3],
@@ -4150,12 +4146,18 @@ cdef inline void _small_store(const Geo* g, const void* src, Py_ssize_t elsize,
             s += row
 
 
+cdef inline bint _dense(const Py_ssize_t* sz, const Py_ssize_t* ds) noexcept nogil:
+    """Is each spatial volume of sizes ``sz`` (D, H, W) in an array with
+    element strides ``ds`` contiguous?"""
+    return ((sz[2] == 1 or ds[4] == 1)
+            and (sz[1] == 1 or ds[3] == sz[2])
+            and (sz[0] == 1 or ds[2] == sz[1] * sz[2]))
+
+
 cdef inline bint _dense_vol(const Geo* g, const Py_ssize_t* ds) noexcept nogil:
     """Is each output volume of an array with element strides ``ds``
     contiguous (Q elements from its first)?"""
-    return ((g.osz[2] == 1 or ds[4] == 1)
-            and (g.osz[1] == 1 or ds[3] == g.osz[2])
-            and (g.osz[0] == 1 or ds[2] == g.osz[1] * g.osz[2]))
+    return _dense(g.osz, ds)
 
 
 cdef int _max_small(const pool_t* x, pool_t* out, int64_t* idx, const Geo* g,
@@ -4246,14 +4248,6 @@ cdef int _avg_small(const real_t* x, real_t* out, const Geo* g,
     free(scratch)
     free(dv)
     return 0
-
-
-cdef bint _dense_input_vol(const Geo* g) noexcept nogil:
-    """Is each input volume contiguous (the array read by windows, or the
-    input gradient)?"""
-    return ((g.isz[2] == 1 or g.xs[4] == 1)
-            and (g.isz[1] == 1 or g.xs[3] == g.isz[2])
-            and (g.isz[0] == 1 or g.xs[2] == g.isz[1] * g.isz[2]))
 
 
 cdef int _avg_small_bwd(const real_t* go, real_t* gi, const Geo* g,
@@ -4554,9 +4548,9 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
             _split(&g, g.N * g.C * g.osz[0], 1, 1, nthreads, work)
             with nogil:
                 if typenum == cnp.NPY_FLOAT32:
-                    rc = _argmax_tile(<const float*>xp, <float*>op, ip, &g, K)
+                    rc = _argmax_tile(<const float*>xp, <float*>op, ip, &g)
                 else:
-                    rc = _argmax_tile(<const double*>xp, <double*>op, ip, &g, K)
+                    rc = _argmax_tile(<const double*>xp, <double*>op, ip, &g)
             _raise_rc(rc, "max pooling", x.dtype)
             return
     if K != 0:
@@ -4806,7 +4800,7 @@ def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not Non
     # small planes, contiguous: the table of the forward's taps, scattered
     # into (streaming, for a large out=, keeps the row kernels)
     cdef Tab tb
-    if (typenum in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64) and _dense_input_vol(&g)
+    if (typenum in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64) and _dense(g.isz, g.xs)
             and _dense_vol(&g, g.os) and _small_ok(&g, False)
             and not (stream and _wants_stream(grad_in))):
         rc = _avg_table(&g, &tb, count_include_pad, divisor_override, nthreads)

@@ -1,5 +1,7 @@
-/* Tap-major loops of the small-plane path of max and average pooling
- * (_pool.pyx, "small planes").  They live in C for ``restrict``: the tap
+/* The C loops of the small-plane paths of planar max and average pooling
+ * (_pool.pyx, "small planes"): the tap-table kernels (forward, average
+ * backward), the max backward of contiguous volumes, and the kernels of
+ * windows that tile the planes.  They live in C for ``restrict``: the tap
  * loads are indexed (x[off[q]]), and without it the compiler must assume
  * that they may read what the loop writes, so it neither vectorises the
  * select nor if-converts it (a data-dependent branch per tap, 5-10x
@@ -22,7 +24,7 @@
 
 /* Vector width of these loops where the build prefers wider ones (the
  * AVX-512 variant asks for 512 bits).  Their inner loops are short (output
- * rows under 64 bytes, or a small plane's positions), and with 16 lanes a
+ * rows under 128 bytes, or a small plane's positions), and with 16 lanes a
  * 7-output row runs entirely in the scalar remainder.  Measured on the
  * AVX-512 build (AMD EPYC, 14 x 14 float32 planes, 2 x 2 windows): the row
  * kernels 1.6-1.8x faster at 128 bits than at 512, the table kernels
@@ -232,9 +234,8 @@ static inline int cypool_tile##W##_max##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE)) { 
     return 0;                                                                     \
 }
 
-#define CYPOOL_TILE_AVG(VEC, W, SFX, TYPE, KD, K)                                         \
-VEC void cypool_tile##W##_avg##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE),     \
-                                                      TYPE dv) {                  \
+#define CYPOOL_TILE_AVG(VEC, W, SFX, TYPE, KD, K)                                 \
+VEC void cypool_tile##W##_avg##KD##K##_##SFX(CYPOOL_TILE_ARGS(TYPE), TYPE dv) {   \
     ptrdiff_t oh, j, d, i, k;                                                     \
     for (oh = 0; oh < OH; oh++) {                                                 \
         const TYPE* CYPOOL_RESTRICT a = x + oh * K * rs;                          \
@@ -292,35 +293,27 @@ CYPOOL_MID_VEC void cypool_tile_argmax1##K##_##SFX(                             
 }
 CYPOOL_TILE_ARGMAX(f32, float, int32_t, 2)
 CYPOOL_TILE_ARGMAX(f64, double, int64_t, 2)
-#define CYPOOL_TILE_ARGMAX_CALL(SFX, TAG)                                         \
-static inline void cypool_tile_argmax_##SFX(ptrdiff_t K, CYPOOL_TILE_ARGS(TYPE_##SFX), \
-        int64_t* oi, ptrdiff_t js, int64_t b0, int64_t w, TAG* tg) {              \
-    (void)K;                                                                      \
-    cypool_tile_argmax12_##SFX(x, ds, rs, OH, OW, o, os, oi, js, b0, w, tg);      \
-}
+#define cypool_tile_argmax_f32 cypool_tile_argmax12_f32
+#define cypool_tile_argmax_f64 cypool_tile_argmax12_f64
 #else
 #define CYPOOL_HAVE_TILE_ARGMAX 0
-#define CYPOOL_TILE_ARGMAX_CALL(SFX, TAG)                                         \
-static inline void cypool_tile_argmax_##SFX(ptrdiff_t K, CYPOOL_TILE_ARGS(TYPE_##SFX), \
+/* never called (CYPOOL_HAVE_TILE_ARGMAX is 0): the symbols _pool.pyx names */
+#define CYPOOL_TILE_ARGMAX_STUB(SFX, TYPE, TAG)                                   \
+static inline void cypool_tile_argmax_##SFX(CYPOOL_TILE_ARGS(TYPE),               \
         int64_t* oi, ptrdiff_t js, int64_t b0, int64_t w, TAG* tg) {              \
-    (void)K; (void)x; (void)ds; (void)rs; (void)OH; (void)OW; (void)o; (void)os;  \
+    (void)x; (void)ds; (void)rs; (void)OH; (void)OW; (void)o; (void)os;           \
     (void)oi; (void)js; (void)b0; (void)w; (void)tg;                              \
 }
+CYPOOL_TILE_ARGMAX_STUB(f32, float, int32_t)
+CYPOOL_TILE_ARGMAX_STUB(f64, double, int64_t)
 #endif
-#define TYPE_f32 float
-#define TYPE_f64 double
-CYPOOL_TILE_ARGMAX_CALL(f32, int32_t)
-CYPOOL_TILE_ARGMAX_CALL(f64, int64_t)
-#undef TYPE_f32
-#undef TYPE_f64
 
-/* the (KD, K) pairs: 2-d 2x2 and 3x3, 3-d 2x2x2 and 3x3x3 */
+/* The (KD, K) variants _tiling chooses: 2-d 2x2 and 3x3 at 128-bit vectors
+ * (rows under 128 bytes); at the build's width ("w") 2-d 3x3 and the 3-d
+ * 2x2x2 and 3x3x3 windows. */
 #define CYPOOL_TILE_ALL(KIND, SFX, TYPE)                                          \
     KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 1, 2)                                    \
     KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 1, 3)                                    \
-    KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 2, 2)                                    \
-    KIND(CYPOOL_NARROW_VEC, , SFX, TYPE, 3, 3)                                    \
-    KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 1, 2)                                     \
     KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 1, 3)                                     \
     KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 2, 2)                                     \
     KIND(CYPOOL_WIDE_VEC, w, SFX, TYPE, 3, 3)
@@ -336,43 +329,28 @@ CYPOOL_TILE_ALL(CYPOOL_TILE_MAXI, i64, int64_t)
 CYPOOL_TILE_ALL(CYPOOL_TILE_AVG, f32, float)
 CYPOOL_TILE_ALL(CYPOOL_TILE_AVG, f64, double)
 
-/* Dispatch on (KD, K); ``KD`` is 1 or K. */
-#define CYPOOL_TILE_CALL1(NAME, SFX)                                              \
-    (K == 2 ? (KD == 1 ? NAME##12_##SFX(x, ds, rs, OH, OW, o, os)                 \
-                       : NAME##22_##SFX(x, ds, rs, OH, OW, o, os))                \
-            : (KD == 1 ? NAME##13_##SFX(x, ds, rs, OH, OW, o, os)                 \
-                       : NAME##33_##SFX(x, ds, rs, OH, OW, o, os)))
-#define CYPOOL_TILE_CALL(NAME, SFX)                                               \
-    (wide ? CYPOOL_TILE_CALL1(cypool_tilew_##NAME, SFX)                           \
-          : CYPOOL_TILE_CALL1(cypool_tile_##NAME, SFX))
+/* Dispatch on (wide, KD, K), one of the variants above: wide 2-d windows
+ * are 3x3, narrow ones 2-d. */
+#define CYPOOL_TILE_CALL(NAME, SFX, ...)                                          \
+    (!wide ? (K == 2 ? cypool_tile_##NAME##12_##SFX(__VA_ARGS__)                  \
+                     : cypool_tile_##NAME##13_##SFX(__VA_ARGS__))                 \
+           : KD == 1 ? cypool_tilew_##NAME##13_##SFX(__VA_ARGS__)                 \
+           : K == 2 ? cypool_tilew_##NAME##22_##SFX(__VA_ARGS__)                  \
+                    : cypool_tilew_##NAME##33_##SFX(__VA_ARGS__))
 #define CYPOOL_TILE_MAX_DISPATCH(SFX, TYPE)                                       \
 static inline int cypool_tile_max_##SFX(int wide, ptrdiff_t KD, ptrdiff_t K,      \
                                         CYPOOL_TILE_ARGS(TYPE)) {                 \
-    return CYPOOL_TILE_CALL(max, SFX);                                            \
+    return CYPOOL_TILE_CALL(max, SFX, x, ds, rs, OH, OW, o, os);                  \
 }
 #define CYPOOL_TILE_FLOAT_DISPATCH(SFX, TYPE)                                     \
 CYPOOL_TILE_MAX_DISPATCH(SFX, TYPE)                                               \
 static inline void cypool_tile_maxx_##SFX(int wide, ptrdiff_t KD, ptrdiff_t K,    \
                                           CYPOOL_TILE_ARGS(TYPE)) {               \
-    CYPOOL_TILE_CALL(maxx, SFX);                                                  \
+    CYPOOL_TILE_CALL(maxx, SFX, x, ds, rs, OH, OW, o, os);                        \
 }                                                                                 \
 static inline void cypool_tile_avg_##SFX(int wide, ptrdiff_t KD, ptrdiff_t K,     \
                                          CYPOOL_TILE_ARGS(TYPE), TYPE dv) {       \
-    if (wide) {                                                                   \
-        if (K == 2) {                                                             \
-            if (KD == 1) cypool_tilew_avg12_##SFX(x, ds, rs, OH, OW, o, os, dv);  \
-            else cypool_tilew_avg22_##SFX(x, ds, rs, OH, OW, o, os, dv);          \
-        } else {                                                                  \
-            if (KD == 1) cypool_tilew_avg13_##SFX(x, ds, rs, OH, OW, o, os, dv);  \
-            else cypool_tilew_avg33_##SFX(x, ds, rs, OH, OW, o, os, dv);          \
-        }                                                                         \
-    } else if (K == 2) {                                                          \
-        if (KD == 1) cypool_tile_avg12_##SFX(x, ds, rs, OH, OW, o, os, dv);       \
-        else cypool_tile_avg22_##SFX(x, ds, rs, OH, OW, o, os, dv);               \
-    } else {                                                                      \
-        if (KD == 1) cypool_tile_avg13_##SFX(x, ds, rs, OH, OW, o, os, dv);       \
-        else cypool_tile_avg33_##SFX(x, ds, rs, OH, OW, o, os, dv);               \
-    }                                                                             \
+    CYPOOL_TILE_CALL(avg, SFX, x, ds, rs, OH, OW, o, os, dv);                     \
 }
 
 CYPOOL_TILE_FLOAT_DISPATCH(f32, float)
