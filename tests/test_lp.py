@@ -385,7 +385,8 @@ def test_hostile_arguments_raise_cleanly(each_backend):
                                          (np.float64, 1.0), (np.float64, 1e-160)])
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("k,s,ceil", [(2, 2, False), (2, 2, True), ((2, 4), (2, 4), True),
-                                      ((1, 2), (1, 2), True), (3, 2, True), (3, 3, True)])
+                                      ((1, 2), (1, 2), True), (3, 2, True), (3, 3, True),
+                                      (2, 1, False), ((2, 2), (2, 1), True)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_window_counts_bitwise(dtype, scale, p, k, s, ceil, channels_last):
     if "compiled" not in cypool.available_backends():
@@ -399,3 +400,23 @@ def test_window_counts_bitwise(dtype, scale, p, k, s, ceil, channels_last):
     if channels_last:
         got = np.ascontiguousarray(np.moveaxis(got, -1, 1))
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@requires_compiled
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("nd,kernel", [(2, 2), (3, (2, 1, 2)), (3, (1, 2, 2))])
+def test_unit_stride_pairs_bitwise(p, nd, kernel):
+    """2 x 2 windows at W stride 1 (one fused loop per output row): the
+    reference's bits, with NaN, infinities, signed zeros and subnormal
+    squares among the values, at 1 and 2 threads."""
+    rng = np.random.default_rng(17)
+    shape = (2, 3, 17, 41) if nd == 2 else (2, 2, 4, 9, 37)
+    x = rng.choice(np.array([-3.0, -1.5, -0.0, 0.0, 1e-23, 2.0, 7.0, np.inf, -np.inf,
+                             np.nan], np.float32), shape, p=[.15, .15, .1, .1, .1, .15, .15,
+                                                            .03, .03, .04])
+    with cypool.backend("reference"):
+        want = lp(nd)(x, p, kernel, 1)
+    for th in (1, 2):
+        with cypool.backend("compiled"), cypool.num_threads(th):
+            got = lp(nd)(x, p, kernel, 1)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
