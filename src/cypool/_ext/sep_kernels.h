@@ -129,14 +129,15 @@ static inline int cypool_sep_step_##SFX(TYPE* CYPOOL_RESTRICT q,                
 /* Output rows [oh0, oh1), columns [a, b) of one plane x (H x W, rows rs
  * elements apart); output row i at o + (i - oh0) * os, column a first.
  * ``hp`` holds b - a elements; ``pfr``: input rows ahead to hint (0:
- * none).  Each output row reads the one or two input rows that its
+ * none), past the plane those of the next work item's plane, ``nxt``
+ * elements on (0: none).  Each output row reads the one or two input rows that its
  * predecessor did not (both in one loop: two streams from memory). */
 #define CYPOOL_SEP33(SFX, TYPE, ISF)                                              \
 CYPOOL_SEP_STEP(SFX, TYPE, ISF)                                                   \
 CYPOOL_WIDE_VEC int cypool_sep33_##SFX(const TYPE* x, ptrdiff_t H, ptrdiff_t W,   \
         ptrdiff_t rs, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t oh0, ptrdiff_t oh1,   \
         ptrdiff_t a, ptrdiff_t b, TYPE* o, ptrdiff_t os, TYPE* hp,                \
-        ptrdiff_t pfr) {                                                          \
+        ptrdiff_t pfr, ptrdiff_t nxt) {                                           \
     ptrdiff_t i, y, hy = -1, ylo, yhi, k, off, nb;                                \
     ptrdiff_t c0 = 2 * a - pw, c1 = 2 * (b - 1) - pw + 3;                         \
     int nf = 0, have;                                                             \
@@ -150,8 +151,9 @@ CYPOOL_WIDE_VEC int cypool_sep33_##SFX(const TYPE* x, ptrdiff_t H, ptrdiff_t W, 
         have = hy == ylo;                                                         \
         y = have ? ylo + 1 : ylo;                                                 \
         if (pfr) {                                                                \
-            for (k = y + pfr; k <= yhi + pfr && k < H; k++) {                     \
-                const char* p = (const char*)(x + k * rs + c0);                   \
+            for (k = y + pfr; k <= yhi + pfr && (k < H || (nxt && k < 2 * H)); k++) { \
+                const char* p = (const char*)(k < H ? x + k * rs + c0             \
+                                              : x + nxt + (k - H) * rs + c0);     \
                 for (off = 0; off < nb; off += 64) cypool_prefetch(p + off);      \
             }                                                                     \
         }                                                                         \
