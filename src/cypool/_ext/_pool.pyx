@@ -4067,11 +4067,55 @@ cdef void _small_split(Geo* g, int nthreads, double work) noexcept nogil:
     g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
 
 
+cdef inline Py_ssize_t _tile_rows(const Geo* g, Py_ssize_t K, Py_ssize_t KD,
+                                  Py_ssize_t elsize) noexcept nogil:
+    """Output rows per call of a tiling kernel: about 4 KiB of input, whose
+    successor the caller hints before the call (``_tile_hint``).  Items of
+    under 16 KiB of input run in one call and hint nothing: measured 0.92-
+    0.99x with the hints on 14 x 14 and 56 x 56 planes and 27^3 volumes
+    (a few sequential streams, which the hardware prefetch follows), against
+    1.12-1.20x on 64^3 volumes and 84 x 84 planes."""
+    if KD * g.osz[1] * K * g.xs[3] * elsize < 16384:
+        return g.osz[1]
+    return _imax(1, 4096 // _imax(1, KD * K * g.xs[3] * elsize))
+
+
+cdef inline void _tile_hint(const char* p, const Geo* g, Py_ssize_t K, Py_ssize_t KD,
+                            Py_ssize_t rows, Py_ssize_t elsize) noexcept nogil:
+    """Hint the input of ``rows`` output rows of tiling windows from ``p``
+    (their K * rows input rows of each of the KD depth slices, contiguous
+    apart from the slices)."""
+    cdef Py_ssize_t d, off, nb = rows * K * g.xs[3] * elsize
+    for d in range(KD):
+        for off in range(0, nb, 64):
+            cypool_prefetch(p + d * g.xs[2] * elsize + off)
+
+
 cdef inline bint _tile_max(const pool_t* x, const Geo* g, pool_t* o, Py_ssize_t K,
-                           Py_ssize_t KD, int wide) noexcept nogil:
-    """One (n, c, od) slice of tiling windows (small_kernels.h); True: a NaN
-    alarm."""
-    cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], OH = g.osz[1], OW = g.osz[2]
+                           Py_ssize_t KD, int wide, Py_ssize_t nxt) noexcept nogil:
+    """One (n, c, od) slice of tiling windows (small_kernels.h), in calls of
+    ``_tile_rows`` output rows, each hinting the next one's input (after the
+    last, the next item's, ``nxt`` elements on, unless 0); True: a NaN
+    alarm.  Measured on (4, 32, 64, 64, 64) float32 2x2x2 averages, 1
+    thread: see ``_tile_avg``."""
+    cdef Py_ssize_t ch = _tile_rows(g, K, KD, sizeof(pool_t)), r0, n
+    cdef bint bad = 0
+    r0 = 0
+    while r0 < g.osz[1]:
+        n = _imin(ch, g.osz[1] - r0)
+        if r0 + ch < g.osz[1]:
+            _tile_hint(<const char*>(x + (r0 + ch) * K * g.xs[3]), g, K, KD,
+                       _imin(ch, g.osz[1] - r0 - ch), sizeof(pool_t))
+        elif nxt != 0 and ch < g.osz[1]:
+            _tile_hint(<const char*>(x + nxt), g, K, KD, ch, sizeof(pool_t))
+        bad |= _tile_max_rows(x + r0 * K * g.xs[3], g, o + r0 * g.os[3], K, KD, wide, n)
+        r0 += ch
+    return bad
+
+
+cdef inline bint _tile_max_rows(const pool_t* x, const Geo* g, pool_t* o, Py_ssize_t K,
+                                Py_ssize_t KD, int wide, Py_ssize_t OH) noexcept nogil:
+    cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], OW = g.osz[2]
     cdef Py_ssize_t os = g.os[3]
     if pool_t is float:
         return cypool_tile_max_f32(wide, KD, K, x, ds, rs, OH, OW, o, os)
@@ -4103,8 +4147,24 @@ cdef inline void _tile_max_exact(const pool_t* x, const Geo* g, pool_t* o, Py_ss
 
 
 cdef inline void _tile_avg(const real_t* x, const Geo* g, real_t* o, Py_ssize_t K,
-                           Py_ssize_t KD, int wide, real_t dv) noexcept nogil:
-    cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], OH = g.osz[1], OW = g.osz[2]
+                           Py_ssize_t KD, int wide, real_t dv, Py_ssize_t nxt) noexcept nogil:
+    """``_tile_max``'s calls and hints for the average."""
+    cdef Py_ssize_t ch = _tile_rows(g, K, KD, sizeof(real_t)), r0 = 0, n
+    while r0 < g.osz[1]:
+        n = _imin(ch, g.osz[1] - r0)
+        if r0 + ch < g.osz[1]:
+            _tile_hint(<const char*>(x + (r0 + ch) * K * g.xs[3]), g, K, KD,
+                       _imin(ch, g.osz[1] - r0 - ch), sizeof(real_t))
+        elif nxt != 0 and ch < g.osz[1]:
+            _tile_hint(<const char*>(x + nxt), g, K, KD, ch, sizeof(real_t))
+        _tile_avg_rows(x + r0 * K * g.xs[3], g, o + r0 * g.os[3], K, KD, wide, dv, n)
+        r0 += ch
+
+
+cdef inline void _tile_avg_rows(const real_t* x, const Geo* g, real_t* o, Py_ssize_t K,
+                                Py_ssize_t KD, int wide, real_t dv,
+                                Py_ssize_t OH) noexcept nogil:
+    cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], OW = g.osz[2]
     cdef Py_ssize_t os = g.os[3]
     if real_t is float:
         cypool_tile_avg_f32(wide, KD, K, x, ds, rs, OH, OW, o, os, dv)
@@ -4175,7 +4235,7 @@ cdef int _max_tile(const pool_t* x, pool_t* out, const Geo* g, Py_ssize_t K,
         c = nc - n * g.C
         xv = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2]
-        if _tile_max(xv, g, o, K, KD, wide):
+        if _tile_max(xv, g, o, K, KD, wide, _next_off(g, n, c, od, 0, g.osz[1], 0, g.osz[2])):
             _tile_max_exact(xv, g, o, K, KD, wide)
     return 0
 
@@ -4229,7 +4289,8 @@ cdef int _avg_tile(const real_t* x, real_t* out, const Geo* g, Py_ssize_t K,
         n = nc // g.C
         c = nc - n * g.C
         _tile_avg(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2], g,
-                  out + n * g.os[0] + c * g.os[1] + od * g.os[2], K, KD, wide, dv)
+                  out + n * g.os[0] + c * g.os[1] + od * g.os[2], K, KD, wide, dv,
+                  _next_off(g, n, c, od, 0, g.osz[1], 0, g.osz[2]))
     return 0
 
 
