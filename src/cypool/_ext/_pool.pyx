@@ -99,6 +99,11 @@ cdef extern from "sep_kernels.h" nogil:
     int cypool_sep33_i64(const int64_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, int64_t* o, Py_ssize_t os, int64_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
 
 
+cdef extern from "pix3_kernels.h" nogil:
+    int CYPOOL_HAVE_PIX3
+    void cypool_pix3_max22_u8(const uint8_t* r0, const uint8_t* r1, uint8_t* o, Py_ssize_t OW, const uint8_t* n0)
+    void cypool_pix3_max22_i8(const int8_t* r0, const int8_t* r1, int8_t* o, Py_ssize_t OW, const int8_t* n0)
+
 ctypedef fused pool_t:
     float
     double
@@ -4518,6 +4523,63 @@ cdef int _max_small_typed(int typenum, const void* xp, void* op, int64_t* ip,
     return -3
 
 
+# ------------------------------------------------ 8-bit RGB images
+# Channels-last 8-bit input with three channels (H, W, 3 images), 2 x 2
+# windows at stride 2, values only: pix3_kernels.h (byte shuffles along the
+# row; the generic channels-last kernels are three lanes wide here).  Same
+# process, AMD EPYC, AVX-512 build, (4096, 4096, 3) uint8: 1.87x at 1
+# thread (3.19 -> 1.71 ms), 2.07x at 2; (1024, 1024, 3), from the caches,
+# 1.7x.
+
+cdef bint _PIX3 = True
+
+
+def _pix3(int on=-1):
+    """Whether channels-last 8-bit RGB 2x2/2 max pooling runs the byte
+    shuffle kernel (where the build has it); ``on`` 0 or 1 sets it (tests and
+    A/B).  Returns the previous setting, False where the build has none."""
+    global _PIX3
+    cdef bint old = _PIX3 and CYPOOL_HAVE_PIX3
+    if on >= 0:
+        _PIX3 = on != 0
+    return old
+
+
+cdef bint _pix3_ok(const Geo* g, int typenum) noexcept:
+    return (CYPOOL_HAVE_PIX3 and _PIX3
+            and (typenum == cnp.NPY_UINT8 or typenum == cnp.NPY_INT8)
+            and g.C == 3 and g.xs[1] == 1 and g.xs[4] == 3 and g.os[1] == 1
+            and g.os[4] == 3 and g.ks[0] == 1 and g.ks[1] == 2 and g.ks[2] == 2
+            and g.st[1] == 2 and g.st[2] == 2 and g.dl[1] == 1 and g.dl[2] == 1
+            and g.pd[0] == 0 and g.pd[1] == 0 and g.pd[2] == 0
+            and (g.osz[0] - 1) * g.st[0] < g.isz[0]
+            and 2 * g.osz[1] <= g.isz[1] and 2 * g.osz[2] <= g.isz[2])
+
+
+cdef int _pix3_max(const char* x, char* out, const Geo* g, bint is_signed) noexcept nogil:
+    """Output rows (n, od, oh), one per item."""
+    cdef Py_ssize_t it, n, od, oh, rest
+    cdef const char* r
+    cdef const char* nx
+    cdef char* o
+    for it in prange(g.N * g.osz[0] * g.osz[1], schedule='static',
+                     num_threads=g.nthreads, use_threads_if=g.parallel):
+        oh = it % g.osz[1]
+        rest = it // g.osz[1]
+        od = rest % g.osz[0]
+        n = rest // g.osz[0]
+        r = x + n * g.xs[0] + od * g.st[0] * g.xs[2] + 2 * oh * g.xs[3]
+        o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
+        nx = (r + 2 * g.xs[3]) if oh + 1 < g.osz[1] else NULL
+        if is_signed:
+            cypool_pix3_max22_i8(<const int8_t*>r, <const int8_t*>(r + g.xs[3]),
+                                 <int8_t*>o, g.osz[2], <const int8_t*>nx)
+        else:
+            cypool_pix3_max22_u8(<const uint8_t*>r, <const uint8_t*>(r + g.xs[3]),
+                                 <uint8_t*>o, g.osz[2], <const uint8_t*>nx)
+    return 0
+
+
 # ------------------------------------------------------- Python interface
 
 cdef inline int _axis5(cnp.ndarray a, int i) noexcept:
@@ -4712,6 +4774,12 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
             raise ValueError("idx must be contiguous along the last axis")
         ip = <int64_t*>cnp.PyArray_DATA(idx)
     if g.N * g.C == 0:
+        return
+    if cl and ip == NULL and _pix3_ok(&g, typenum):
+        _split(&g, g.N * g.osz[0] * g.osz[1], 1, 1, nthreads,
+               <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * 4)
+        with nogil:
+            _pix3_max(<const char*>xp, <char*>op, &g, typenum == cnp.NPY_INT8)
         return
     if cl:
         _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
