@@ -101,6 +101,9 @@ cdef extern from "sep_kernels.h" nogil:
 
 cdef extern from "pix3_kernels.h" nogil:
     int CYPOOL_HAVE_PIX3
+    int CYPOOL_HAVE_PIX3_AVG
+    void cypool_pix3_avg22_u8(const uint8_t* r0, const uint8_t* r1, uint8_t* o, Py_ssize_t OW, const uint8_t* n0, int nearest)
+    void cypool_pix3_avg22_i8(const int8_t* r0, const int8_t* r1, int8_t* o, Py_ssize_t OW, const int8_t* n0, int nearest)
     void cypool_pix3_max22_u8(const uint8_t* r0, const uint8_t* r1, uint8_t* o, Py_ssize_t OW, const uint8_t* n0)
     void cypool_pix3_max22_i8(const int8_t* r0, const int8_t* r1, int8_t* o, Py_ssize_t OW, const int8_t* n0)
 
@@ -4527,16 +4530,17 @@ cdef int _max_small_typed(int typenum, const void* xp, void* op, int64_t* ip,
 # Channels-last 8-bit input with three channels (H, W, 3 images), 2 x 2
 # windows at stride 2, values only: pix3_kernels.h (byte shuffles along the
 # row; the generic channels-last kernels are three lanes wide here).  Same
-# process, AMD EPYC, AVX-512 build, (4096, 4096, 3) uint8: 1.87x at 1
-# thread (3.19 -> 1.71 ms), 2.07x at 2; (1024, 1024, 3), from the caches,
-# 1.7x.
+# process, AMD EPYC, AVX-512 build, (4096, 4096, 3) uint8, 1 thread: max
+# 1.8-1.9x (3.0 -> 1.6 ms), mean (AVX2 and AVX-512 builds) 1.9x (3.7 ->
+# 2.0 ms); 2 threads 1.5-2.4x; (1024, 1024, 3), from the caches, 1.2-1.7x.
 
 cdef bint _PIX3 = True
 
 
 def _pix3(int on=-1):
-    """Whether channels-last 8-bit RGB 2x2/2 max pooling runs the byte
-    shuffle kernel (where the build has it); ``on`` 0 or 1 sets it (tests and
+    """Whether channels-last 8-bit RGB 2x2/2 max and average pooling run the
+    byte shuffle kernels (where the build has them: the maximum from SSSE3
+    and SSE4.1, the average from AVX2); ``on`` 0 or 1 sets it (tests and
     A/B).  Returns the previous setting, False where the build has none."""
     global _PIX3
     cdef bint old = _PIX3 and CYPOOL_HAVE_PIX3
@@ -4556,8 +4560,10 @@ cdef bint _pix3_ok(const Geo* g, int typenum) noexcept:
             and 2 * g.osz[1] <= g.isz[1] and 2 * g.osz[2] <= g.isz[2])
 
 
-cdef int _pix3_max(const char* x, char* out, const Geo* g, bint is_signed) noexcept nogil:
-    """Output rows (n, od, oh), one per item."""
+cdef int _pix3_run(const char* x, char* out, const Geo* g, bint is_signed,
+                   bint is_max, bint nearest) noexcept nogil:
+    """Output rows (n, od, oh), one per item: the maximum, or the average
+    (windows of 4 taps, no padding: the divisor is 4)."""
     cdef Py_ssize_t it, n, od, oh, rest
     cdef const char* r
     cdef const char* nx
@@ -4571,12 +4577,18 @@ cdef int _pix3_max(const char* x, char* out, const Geo* g, bint is_signed) noexc
         r = x + n * g.xs[0] + od * g.st[0] * g.xs[2] + 2 * oh * g.xs[3]
         o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3]
         nx = (r + 2 * g.xs[3]) if oh + 1 < g.osz[1] else NULL
-        if is_signed:
+        if is_signed and is_max:
             cypool_pix3_max22_i8(<const int8_t*>r, <const int8_t*>(r + g.xs[3]),
                                  <int8_t*>o, g.osz[2], <const int8_t*>nx)
-        else:
+        elif is_max:
             cypool_pix3_max22_u8(<const uint8_t*>r, <const uint8_t*>(r + g.xs[3]),
                                  <uint8_t*>o, g.osz[2], <const uint8_t*>nx)
+        elif is_signed:
+            cypool_pix3_avg22_i8(<const int8_t*>r, <const int8_t*>(r + g.xs[3]),
+                                 <int8_t*>o, g.osz[2], <const int8_t*>nx, nearest)
+        else:
+            cypool_pix3_avg22_u8(<const uint8_t*>r, <const uint8_t*>(r + g.xs[3]),
+                                 <uint8_t*>o, g.osz[2], <const uint8_t*>nx, nearest)
     return 0
 
 
@@ -4779,7 +4791,7 @@ def max_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
         _split(&g, g.N * g.osz[0] * g.osz[1], 1, 1, nthreads,
                <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * 4)
         with nogil:
-            _pix3_max(<const char*>xp, <char*>op, &g, typenum == cnp.NPY_INT8)
+            _pix3_run(<const char*>xp, <char*>op, &g, typenum == cnp.NPY_INT8, True, False)
         return
     if cl:
         _split(&g, g.N * g.osz[0], g.osz[1], g.osz[2], nthreads,
@@ -4888,6 +4900,14 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     if not cl and g.os[4] != 1 and g.osz[2] > 1 and g.N * g.C > 0:
         raise ValueError("out must be contiguous along the last axis or the channel axis")
     if g.N * g.C == 0:
+        return
+    if (cl and CYPOOL_HAVE_PIX3_AVG and _pix3_ok(&g, typenum)
+            and (divisor_override == 0 or divisor_override == 4)):
+        _split(&g, g.N * g.osz[0] * g.osz[1], 1, 1, nthreads,
+               <double>g.N * g.C * g.osz[0] * g.osz[1] * g.osz[2] * 4)
+        with nogil:
+            _pix3_run(<const char*>xp, <char*>op, &g, typenum == cnp.NPY_INT8, False,
+                      nearest)
         return
     # work items: (n, od) output rows with all channels when channels-last,
     # (n, c, od) output rows otherwise
