@@ -43,45 +43,55 @@
             }                                                                     \
         }
 
-#define CYPOOL_PIX3_MAX(SFX, TYPE, VMAX)                                          \
-static void cypool_pix3_max22_##SFX(const TYPE* r0, const TYPE* r1, TYPE* o,      \
-                                    ptrdiff_t OW, const TYPE* n0) {               \
-    const __m128i m0 = _mm_setr_epi8(0, 1, 2, 6, 7, 8, 12, 13, 14,               \
-                                     -1, -1, -1, -1, -1, -1, -1);                 \
-    const __m128i m1 = _mm_setr_epi8(2, 3, 4, 8, 9, 10, 14, 15,                  \
-                                     -1, -1, -1, -1, -1, -1, -1, -1);             \
-    const __m128i m2 = _mm_setr_epi8(0, 4, 5, 6, 10, 11, 12,                     \
-                                     -1, -1, -1, -1, -1, -1, -1, -1, -1);         \
+/* The even pixels' bytes of w0..w2 (48 bytes: 16 pixels) to o (24 bytes,
+ * 9 more overwritten: see above). */
+static inline void cypool_pix3_put(void* o, __m128i w0, __m128i w1, __m128i w2) {
+    const __m128i m0 = _mm_setr_epi8(0, 1, 2, 6, 7, 8, 12, 13, 14,
+                                     -1, -1, -1, -1, -1, -1, -1);
+    const __m128i m1 = _mm_setr_epi8(2, 3, 4, 8, 9, 10, 14, 15,
+                                     -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i m2 = _mm_setr_epi8(0, 4, 5, 6, 10, 11, 12,
+                                     -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    char* p = (char*)o;
+    _mm_storeu_si128((__m128i*)p, _mm_shuffle_epi8(w0, m0));
+    _mm_storeu_si128((__m128i*)(p + 9), _mm_shuffle_epi8(w1, m1));
+    _mm_storeu_si128((__m128i*)(p + 17), _mm_shuffle_epi8(w2, m2));
+}
+
+/* The blocks of a row: a, b the two input rows at block j (the body uses
+ * them, then the scalar tail, ``TAIL``, runs from the first pixel no block
+ * took). */
+#define CYPOOL_PIX3_ROW(TYPE, BODY, TAIL)                                         \
     ptrdiff_t j = 0, c;                                                           \
     for (; 3 * j + 33 <= 3 * OW; j += 8) {                                        \
         const TYPE* a = r0 + 6 * j;                                               \
         const TYPE* b = r1 + 6 * j;                                               \
         CYPOOL_PIX3_HINT                                                          \
-        __m128i w0 = VMAX(VMAX(_mm_loadu_si128((const __m128i*)a),                \
-                               _mm_loadu_si128((const __m128i*)(a + 3))),         \
-                          VMAX(_mm_loadu_si128((const __m128i*)b),                \
-                               _mm_loadu_si128((const __m128i*)(b + 3))));        \
-        __m128i w1 = VMAX(VMAX(_mm_loadu_si128((const __m128i*)(a + 16)),         \
-                               _mm_loadu_si128((const __m128i*)(a + 19))),        \
-                          VMAX(_mm_loadu_si128((const __m128i*)(b + 16)),         \
-                               _mm_loadu_si128((const __m128i*)(b + 19))));       \
-        __m128i w2 = VMAX(VMAX(_mm_loadu_si128((const __m128i*)(a + 32)),         \
-                               _mm_loadu_si128((const __m128i*)(a + 35))),        \
-                          VMAX(_mm_loadu_si128((const __m128i*)(b + 32)),         \
-                               _mm_loadu_si128((const __m128i*)(b + 35))));       \
-        _mm_storeu_si128((__m128i*)(o + 3 * j), _mm_shuffle_epi8(w0, m0));        \
-        _mm_storeu_si128((__m128i*)(o + 3 * j + 9), _mm_shuffle_epi8(w1, m1));    \
-        _mm_storeu_si128((__m128i*)(o + 3 * j + 17), _mm_shuffle_epi8(w2, m2));   \
+        BODY                                                                      \
     }                                                                             \
     for (; j < OW; j++) {                                                         \
         for (c = 0; c < 3; c++) {                                                 \
-            TYPE m = r0[6 * j + c], v;                                            \
-            v = r0[6 * j + 3 + c]; m = v > m ? v : m;                             \
-            v = r1[6 * j + c]; m = v > m ? v : m;                                 \
-            v = r1[6 * j + 3 + c]; m = v > m ? v : m;                             \
-            o[3 * j + c] = m;                                                     \
+            TAIL                                                                  \
         }                                                                         \
-    }                                                                             \
+    }
+
+#define CYPOOL_PIX3_W(VMAX, a, b)                                                 \
+    VMAX(VMAX(_mm_loadu_si128((const __m128i*)(a)),                               \
+              _mm_loadu_si128((const __m128i*)((a) + 3))),                        \
+         VMAX(_mm_loadu_si128((const __m128i*)(b)),                               \
+              _mm_loadu_si128((const __m128i*)((b) + 3))))
+#define CYPOOL_PIX3_MAX(SFX, TYPE, VMAX)                                          \
+static void cypool_pix3_max22_##SFX(const TYPE* r0, const TYPE* r1, TYPE* o,      \
+                                    ptrdiff_t OW, const TYPE* n0) {               \
+    CYPOOL_PIX3_ROW(TYPE,                                                         \
+        cypool_pix3_put(o + 3 * j, CYPOOL_PIX3_W(VMAX, a, b),                     \
+                        CYPOOL_PIX3_W(VMAX, a + 16, b + 16),                      \
+                        CYPOOL_PIX3_W(VMAX, a + 32, b + 32));,                    \
+        TYPE m = r0[6 * j + c]; TYPE v;                                           \
+        v = r0[6 * j + 3 + c]; m = v > m ? v : m;                                 \
+        v = r1[6 * j + c]; m = v > m ? v : m;                                     \
+        v = r1[6 * j + 3 + c]; m = v > m ? v : m;                                 \
+        o[3 * j + c] = m;)                                                        \
 }
 
 CYPOOL_PIX3_MAX(u8, uint8_t, _mm_max_epu8)
@@ -123,36 +133,16 @@ static inline __m128i cypool_pix3_q4_##SFX(const TYPE* a, const TYPE* b,        
 }                                                                                 \
 static void cypool_pix3_avg22_##SFX(const TYPE* r0, const TYPE* r1, TYPE* o,      \
                                     ptrdiff_t OW, const TYPE* n0, int nearest) {  \
-    const __m128i m0 = _mm_setr_epi8(0, 1, 2, 6, 7, 8, 12, 13, 14,               \
-                                     -1, -1, -1, -1, -1, -1, -1);                 \
-    const __m128i m1 = _mm_setr_epi8(2, 3, 4, 8, 9, 10, 14, 15,                  \
-                                     -1, -1, -1, -1, -1, -1, -1, -1);             \
-    const __m128i m2 = _mm_setr_epi8(0, 4, 5, 6, 10, 11, 12,                     \
-                                     -1, -1, -1, -1, -1, -1, -1, -1, -1);         \
-    ptrdiff_t j = 0, c;                                                           \
-    for (; 3 * j + 33 <= 3 * OW; j += 8) {                                        \
-        const TYPE* a = r0 + 6 * j;                                               \
-        const TYPE* b = r1 + 6 * j;                                               \
-        CYPOOL_PIX3_HINT                                                          \
-        _mm_storeu_si128((__m128i*)(o + 3 * j),                                   \
-                         _mm_shuffle_epi8(cypool_pix3_q4_##SFX(a, b, nearest), m0)); \
-        _mm_storeu_si128((__m128i*)(o + 3 * j + 9),                               \
-                         _mm_shuffle_epi8(cypool_pix3_q4_##SFX(a + 16, b + 16,    \
-                                                               nearest), m1));    \
-        _mm_storeu_si128((__m128i*)(o + 3 * j + 17),                              \
-                         _mm_shuffle_epi8(cypool_pix3_q4_##SFX(a + 32, b + 32,    \
-                                                               nearest), m2));    \
-    }                                                                             \
-    for (; j < OW; j++) {                                                         \
-        for (c = 0; c < 3; c++) {                                                 \
-            int s_ = (int)r0[6 * j + c] + r0[6 * j + 3 + c] + r1[6 * j + c]       \
-                     + r1[6 * j + 3 + c];                                         \
-            int q_ = s_ >> 2, r_ = s_ & 3;     /* floor (arithmetic shift) */     \
-            if (nearest) q_ += (r_ > 2) | ((r_ == 2) & (q_ & 1));                 \
-            else q_ += (r_ != 0) & (s_ < 0);                                      \
-            o[3 * j + c] = (TYPE)q_;                                              \
-        }                                                                         \
-    }                                                                             \
+    CYPOOL_PIX3_ROW(TYPE,                                                         \
+        cypool_pix3_put(o + 3 * j, cypool_pix3_q4_##SFX(a, b, nearest),           \
+                        cypool_pix3_q4_##SFX(a + 16, b + 16, nearest),            \
+                        cypool_pix3_q4_##SFX(a + 32, b + 32, nearest));,          \
+        int s_ = (int)r0[6 * j + c] + r0[6 * j + 3 + c] + r1[6 * j + c]           \
+                 + r1[6 * j + 3 + c];                                             \
+        int q_ = s_ >> 2; int r_ = s_ & 3;     /* floor (arithmetic shift) */     \
+        if (nearest) q_ += (r_ > 2) | ((r_ == 2) & (q_ & 1));                     \
+        else q_ += (r_ != 0) & (s_ < 0);                                          \
+        o[3 * j + c] = (TYPE)q_;)                                                 \
 }
 
 CYPOOL_PIX3_AVG(u8, uint8_t, _mm256_cvtepu8_epi16, _mm256_packus_epi16)
