@@ -561,3 +561,55 @@ def test_sample_rounding_up_to_one(each_backend):
     assert (u.astype(np.float32) == 1).all()
     np.testing.assert_array_equal(y, yt.numpy())
     np.testing.assert_array_equal(idx, it.numpy())
+
+
+# ------------------------------------------- windows that tile the input
+# With In - k == k * (Out - 1) PyTorch's starts are usually i * k in every
+# plane, and the compiled backend then runs max pooling's kernels; a sample
+# near 1 can move a start through float rounding, and that call must keep
+# the fractional kernel.
+
+@pytest.mark.skipif("compiled" not in cypool.available_backends(),
+                    reason="the compiled extension is not available")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("nd,k", [(2, 2), (2, 3), (3, 2)])
+def test_tiling_windows_match_the_reference(dtype, nd, k):
+    from cypool import _fractional
+    rng = np.random.default_rng([nd, k])
+    spatial = (4 * k, 5 * k) if nd == 2 else (3 * k, 2 * k, 4 * k)
+    x = rng.choice(np.array([-2, -1, 0, 1, 3], dtype=dtype), (2, 3) + spatial)
+    if np.dtype(dtype).kind == "f":
+        x[0, 1, ...].flat[5] = np.nan
+    samples = rng.random((2, 3, nd)).astype(dtype if np.dtype(dtype).kind == "f" else np.float64)
+    ftype = np.float32 if dtype == np.float32 else np.float64
+    out = tuple(s // k for s in spatial)
+    assert _fractional._tiles(samples[..., ::-1] if nd == 2 else samples, spatial, out,
+                              (k,) * nd, ftype)
+    pool = cypool.fractional_max_pool2d if nd == 2 else cypool.fractional_max_pool3d
+    with cypool.backend("reference"):
+        want = pool(x, k, output_size=out, random_samples=samples, return_indices=True)
+    got = pool(x, k, output_size=out, random_samples=samples, return_indices=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.skipif("compiled" not in cypool.available_backends(),
+                    reason="the compiled extension is not available")
+def test_sample_near_one_moves_a_start():
+    """u = 1 - 2**-24 in float32: 1 + u rounds to 2, so the second window
+    starts at 3, not 2; the call must not take the tiling shortcut."""
+    from cypool import _fractional
+    u = np.float32(1 - 2.0 ** -24)
+    samples = np.array([[[0.25, u]]], np.float32)      # PyTorch's (W, H) order
+    assert not _fractional._tiles(samples[..., ::-1], (8, 8), (4, 4), (2, 2), np.float32)
+    x = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)[:, :, ::-1].copy()
+    with cypool.backend("reference"):
+        want = cypool.fractional_max_pool2d(x, 2, output_size=4, random_samples=samples,
+                                            return_indices=True)
+    got = cypool.fractional_max_pool2d(x, 2, output_size=4, random_samples=samples,
+                                       return_indices=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    with cypool.backend("reference"):
+        tiled = cypool.max_pool2d(x, 2, return_indices=True)
+    assert not np.array_equal(want[1], tiled[1])      # the windows did move

@@ -162,6 +162,26 @@ def _samples(random_samples, seed, n, c, nd, batched, ftype, op):
     return s.astype(ftype)
 
 
+def _tiles(spatial, in_size, out_size, kernel, ftype):
+    """Whether every plane's windows start at ``i * k`` in every dimension
+    (PyTorch's sequences, computed as the kernels compute them, in
+    ``ftype``): the windows then tile the input (kernel = stride, no
+    padding) and max pooling's kernels give the same values and indices.
+    That needs ``In - k == k * (Out - 1)`` (ratio 1/k: a cheap first
+    test); float rounding of ``(i + u) * alpha`` can still move a start
+    for samples near 1 (u = 1 - 2**-24 in float32 moves the second one), so
+    the sequences decide.  Measured on (32, 64, 112, 112) float32, kernel
+    2, ratio 0.5, 1 thread (AMD EPYC), same process: 6.77 -> 4.31 ms
+    (1.57x; the check costs 0.42 ms of it), with indices 1.46x."""
+    if any(o < 2 or i - k != k * (o - 1) for i, o, k in zip(in_size, out_size, kernel)):
+        return False
+    for d, (i, o, k) in enumerate(zip(in_size, out_size, kernel)):
+        starts = _reference_fractional.intervals(spatial[..., d], i, o, k, ftype)
+        if not (starts == k * np.arange(o)).all():
+            return False
+    return True
+
+
 def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_indices,
                 random_samples, seed, channels_last, out):
     channels_last = _check_flag(channels_last, "channels_last")
@@ -195,7 +215,16 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
     if n * c and math.prod(out_size):
         # spatial order (D,) H, W; PyTorch's 2-d samples are (W, H)
         spatial = samples[..., ::-1] if nd == 2 else samples
-        if _backend.use_compiled():
+        if _backend.use_compiled() and _tiles(spatial, in_size, out_size, kernel, ftype):
+            # windows that tile the input: max pooling's kernels (1.5x)
+            from . import _compiled
+
+            expand = (slice(None), slice(None)) + (None,) * (3 - nd)
+            kt = (1,) * (3 - nd) + kernel
+            _compiled.run(_compiled._kernels.max_pool_forward, x[expand], res4[expand],
+                          None if idx4 is None else idx4[expand], kt, kt, (1, 1, 1),
+                          (0, 0, 0))
+        elif _backend.use_compiled():
             from . import _compiled
 
             u3 = np.zeros((n, c, 3), dtype=np.float64)
