@@ -613,3 +613,21 @@ def test_sample_near_one_moves_a_start():
     with cypool.backend("reference"):
         tiled = cypool.max_pool2d(x, 2, return_indices=True)
     assert not np.array_equal(want[1], tiled[1])      # the windows did move
+
+
+@pytest.mark.parametrize("ftype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("o", [2, 56, 1000, 70000])
+def test_tiling_shortcut_agrees_with_the_sequences(ftype, k, o):
+    """The shortcut's cheap test for power-of-two kernels (no sample within
+    an ulp of Out below a multiple of 1/k) must never accept a sample whose
+    sequence moves: samples at and around every multiple of 1/k, at
+    distances from 1e-17 to 1e-3, each against its own sequence."""
+    from cypool import _fractional
+    deltas = np.concatenate([-np.logspace(-17, -3, 25), [0.0], np.logspace(-17, -3, 25)])
+    us = (np.arange(k + 1)[:, None] / k + deltas[None, :]).ravel()
+    us = us[(us >= 0) & (us < 1)].astype(ftype)
+    for u in us:
+        s = np.array([[[u]]], ftype)
+        want = bool((intervals(s[..., 0], k * o, o, k, ftype) == k * np.arange(o)).all())
+        assert _fractional._tiles(s, (k * o,), (o,), (k,), ftype) == want, (u, k, o)
