@@ -91,10 +91,6 @@ cdef extern from "small_kernels.h" nogil:
 cdef extern from "sep_kernels.h" nogil:
     int cypool_sep33_f32(const float* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, float* o, Py_ssize_t os, float* hb, Py_ssize_t pfr, Py_ssize_t nxt)
     int cypool_sep33_f64(const double* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, double* o, Py_ssize_t os, double* hb, Py_ssize_t pfr, Py_ssize_t nxt)
-    int cypool_sep33_i8(const int8_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, int8_t* o, Py_ssize_t os, int8_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
-    int cypool_sep33_u8(const uint8_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, uint8_t* o, Py_ssize_t os, uint8_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
-    int cypool_sep33_i16(const int16_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, int16_t* o, Py_ssize_t os, int16_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
-    int cypool_sep33_u16(const uint16_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, uint16_t* o, Py_ssize_t os, uint16_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
     int cypool_sep33_i32(const int32_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, int32_t* o, Py_ssize_t os, int32_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
     int cypool_sep33_i64(const int64_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t rs, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t a, Py_ssize_t b, int64_t* o, Py_ssize_t os, int64_t* hb, Py_ssize_t pfr, Py_ssize_t nxt)
 
@@ -1299,6 +1295,21 @@ cdef inline void _hint_rows(const char* p, Py_ssize_t rs, Py_ssize_t k0,
             cypool_prefetch(p + k * rs + off)
 
 
+cdef inline void _hint_block_row(const char* r, Py_ssize_t i, Py_ssize_t pfd,
+                                 Py_ssize_t nrows, Py_ssize_t rstep, Py_ssize_t nxt,
+                                 Py_ssize_t rs, const Cut* cut, Py_ssize_t K,
+                                 Py_ssize_t isz) noexcept nogil:
+    """While row i of a block of ``nrows`` output rows (from ``r``, ``rstep``
+    elements apart; window rows ``rs`` apart) runs, hint the rows that row
+    i + pfd adds; past the block, with ``nxt`` != 0, those of the next
+    block ``nxt`` elements on (all K rows of its first row; ``_next_off``)."""
+    if i + pfd < nrows:
+        _hint_rows(r + ((i + pfd) * rstep + cut.c0) * isz, rs * isz, cut.kn, K, cut.nb)
+    elif nxt != 0:
+        _hint_rows(r + (nxt + (i + pfd - nrows) * rstep + cut.c0) * isz, rs * isz,
+                   0 if i + pfd == nrows else cut.kn, K, cut.nb)
+
+
 cdef inline Py_ssize_t _next_off(const Geo* g, Py_ssize_t n, Py_ssize_t c,
                                  Py_ssize_t od, Py_ssize_t oh0, Py_ssize_t oh1,
                                  Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -1350,12 +1361,7 @@ cdef inline bint _max_sq_block(mode_t* mode, const Geo* g, const Plan* pl,
         p0 = r + i * rstep
         p1 = p0 + rs
         p2 = p1 + rs if K == 3 else p1
-        if i + pfd < nrows:
-            _hint_rows(<const char*>(p0 + pfd * rstep + cut.c0), rs * sizeof(pool_t),
-                       cut.kn, K, cut.nb)
-        elif nxt != 0:
-            _hint_rows(<const char*>(r + nxt + (i + pfd - nrows) * rstep + cut.c0),
-                       rs * sizeof(pool_t), 0 if i + pfd == nrows else cut.kn, K, cut.nb)
+        _hint_block_row(<const char*>r, i, pfd, nrows, rstep, nxt, rs, &cut, K, sizeof(pool_t))
         q = o + i * os3
         if n > 0:
             nf = nf | _max_win_run(mode, q + (ia - a), p0 + lo, p1 + lo, p2 + lo, S, K, h)
@@ -1520,12 +1526,7 @@ cdef inline bint _max_sq_block_idx(mode_t* mode, const Geo* g, const Plan* pl,
         b0 = rb + i * bstep
         b1 = b0 + L
         b2 = b1 + L if K == 3 else b1
-        if i + pfd < nrows:
-            _hint_rows(<const char*>(p0 + pfd * rstep + cut.c0), rs * sizeof(pool_t),
-                       cut.kn, K, cut.nb)
-        elif nxt != 0:
-            _hint_rows(<const char*>(r + nxt + (i + pfd - nrows) * rstep + cut.c0),
-                       rs * sizeof(pool_t), 0 if i + pfd == nrows else cut.kn, K, cut.nb)
+        _hint_block_row(<const char*>r, i, pfd, nrows, rstep, nxt, rs, &cut, K, sizeof(pool_t))
         q = o + i * g.os[3]
         qi = oi + i * g.js[3]
         if n > 0:
@@ -1639,18 +1640,12 @@ cdef inline int _sep3_block(const pool_t* xp, const Geo* g, Py_ssize_t oh0,
         return cypool_sep33_f32(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
     elif pool_t is double:
         return cypool_sep33_f64(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
-    elif pool_t is int8_t:
-        return cypool_sep33_i8(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
-    elif pool_t is uint8_t:
-        return cypool_sep33_u8(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
-    elif pool_t is int16_t:
-        return cypool_sep33_i16(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
-    elif pool_t is uint16_t:
-        return cypool_sep33_u16(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
     elif pool_t is int32_t:
         return cypool_sep33_i32(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
-    else:
+    elif pool_t is int64_t:
         return cypool_sep33_i64(xp, H, W, rs, ph, pw, oh0, oh1, a, b, o, os, hb, pfr, nxt)
+    else:
+        return 1    # 8- and 16-bit values (never admitted): the row kernels
 
 
 cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
@@ -1672,7 +1667,7 @@ cdef inline void _max_fwd_item(const pool_t* x, pool_t* out, int64_t* idx,
     _decode(g, it, &n, &c, &od, &oh0, &oh1, &a, &b)
     xp = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
     pfd = _pf_dist(g, a, b, sizeof(pool_t))
-    if g.sep3 and idx == NULL:
+    if g.sep3:
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh0 * g.os[3] + a
         if not _sep3_block(xp, g, oh0, oh1, a, b, o, <pool_t*>sc.hb,
                            _imin(16, _imax(2, _SEP3_PF // ((b - a) * 2 * sizeof(pool_t)))),
@@ -2837,12 +2832,7 @@ cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
         p0 = r + i * rstep
         p1 = p0 + rs
         p2 = p1 + rs if K == 3 else p1
-        if i + pfd < nrows:
-            _hint_rows(<const char*>(p0 + pfd * rstep + cut.c0), rs * sizeof(real_t),
-                       cut.kn, K, cut.nb)
-        elif nxt != 0:
-            _hint_rows(<const char*>(r + nxt + (i + pfd - nrows) * rstep + cut.c0),
-                       rs * sizeof(real_t), 0 if i + pfd == nrows else cut.kn, K, cut.nb)
+        _hint_block_row(<const char*>r, i, pfd, nrows, rstep, nxt, rs, &cut, K, sizeof(real_t))
         q = o + i * os3
         fdh = pl.fac[od] * pl.fac[g.osz[0] + oh + i]
         if n > 0:
@@ -4099,6 +4089,19 @@ cdef inline void _tile_hint(const char* p, const Geo* g, Py_ssize_t K, Py_ssize_
             cypool_prefetch(p + d * g.xs[2] * elsize + off)
 
 
+cdef inline void _tile_hint_next(const char* x, const Geo* g, Py_ssize_t K,
+                                 Py_ssize_t KD, Py_ssize_t r0, Py_ssize_t ch,
+                                 Py_ssize_t nxt, Py_ssize_t elsize) noexcept nogil:
+    """Before the call for output rows [r0, r0 + ch) of the item at ``x``:
+    hint the next call's input, or after the last the next item's (``nxt``
+    elements on; none when the item is one call)."""
+    if r0 + ch < g.osz[1]:
+        _tile_hint(x + (r0 + ch) * K * g.xs[3] * elsize, g, K, KD,
+                   _imin(ch, g.osz[1] - r0 - ch), elsize)
+    elif nxt != 0 and ch < g.osz[1]:
+        _tile_hint(x + nxt * elsize, g, K, KD, ch, elsize)
+
+
 cdef inline bint _tile_max(const pool_t* x, const Geo* g, pool_t* o, Py_ssize_t K,
                            Py_ssize_t KD, int wide, Py_ssize_t nxt) noexcept nogil:
     """One (n, c, od) slice of tiling windows (small_kernels.h), in calls of
@@ -4111,11 +4114,7 @@ cdef inline bint _tile_max(const pool_t* x, const Geo* g, pool_t* o, Py_ssize_t 
     r0 = 0
     while r0 < g.osz[1]:
         n = _imin(ch, g.osz[1] - r0)
-        if r0 + ch < g.osz[1]:
-            _tile_hint(<const char*>(x + (r0 + ch) * K * g.xs[3]), g, K, KD,
-                       _imin(ch, g.osz[1] - r0 - ch), sizeof(pool_t))
-        elif nxt != 0 and ch < g.osz[1]:
-            _tile_hint(<const char*>(x + nxt), g, K, KD, ch, sizeof(pool_t))
+        _tile_hint_next(<const char*>x, g, K, KD, r0, ch, nxt, sizeof(pool_t))
         bad |= _tile_max_rows(x + r0 * K * g.xs[3], g, o + r0 * g.os[3], K, KD, wide, n)
         r0 += ch
     return bad
@@ -4160,11 +4159,7 @@ cdef inline void _tile_avg(const real_t* x, const Geo* g, real_t* o, Py_ssize_t 
     cdef Py_ssize_t ch = _tile_rows(g, K, KD, sizeof(real_t)), r0 = 0, n
     while r0 < g.osz[1]:
         n = _imin(ch, g.osz[1] - r0)
-        if r0 + ch < g.osz[1]:
-            _tile_hint(<const char*>(x + (r0 + ch) * K * g.xs[3]), g, K, KD,
-                       _imin(ch, g.osz[1] - r0 - ch), sizeof(real_t))
-        elif nxt != 0 and ch < g.osz[1]:
-            _tile_hint(<const char*>(x + nxt), g, K, KD, ch, sizeof(real_t))
+        _tile_hint_next(<const char*>x, g, K, KD, r0, ch, nxt, sizeof(real_t))
         _tile_avg_rows(x + r0 * K * g.xs[3], g, o + r0 * g.os[3], K, KD, wide, dv, n)
         r0 += ch
 

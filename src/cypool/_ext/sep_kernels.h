@@ -180,10 +180,6 @@ CYPOOL_WIDE_VEC int cypool_sep33_##SFX(const TYPE* x, ptrdiff_t H, ptrdiff_t W, 
 
 CYPOOL_SEP33(f32, float, 1)
 CYPOOL_SEP33(f64, double, 1)
-CYPOOL_SEP33(i8, int8_t, 0)
-CYPOOL_SEP33(u8, uint8_t, 0)
-CYPOOL_SEP33(i16, int16_t, 0)
-CYPOOL_SEP33(u16, uint16_t, 0)
 CYPOOL_SEP33(i32, int32_t, 0)
 CYPOOL_SEP33(i64, int64_t, 0)
 
