@@ -51,11 +51,14 @@ def max_pool_backward(
     grad_in: npt.NDArray[np.floating],
     nthreads: int,
     stream: bool = False,
+    stride: tuple[int, int, int] | None = None,
+    pad: tuple[int, int, int] | None = None,
 ) -> bool:
     """Scatter ``grad_out`` into ``grad_in`` (zeroed here) through ``idx``;
     False when some index lies outside its plane.  ``stream``: ``grad_in``
     is the caller's array (a large one is written with non-temporal
-    stores)."""
+    stores; with the windows' ``stride`` and leading ``pad``, each plane
+    while it is built)."""
 
 def avg_pool_backward(
     grad_out: npt.NDArray[np.floating],
