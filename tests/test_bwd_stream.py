@@ -1,5 +1,5 @@
-"""Max pooling backward into a caller's ``out=``, streamed while it is built
-(``bwd_stream.h``): each contiguous plane is accumulated in a per-thread
+"""Max pooling backward streamed while it is built (``bwd_stream.h``), into
+a caller's ``out=`` or a fresh result: each contiguous plane is accumulated in a per-thread
 buffer, and after each output row the part of the plane that no later
 window reaches (from the forward's stride and leading padding) is written
 out with non-temporal stores and zeroed in the buffer.
@@ -9,7 +9,7 @@ own window can) is added to the destination itself; outputs are still
 taken in order, so every element receives its gradients in PyTorch's order
 and the result equals the reference backend's bit for bit.
 
-These tests lower the streaming threshold to 0 (every ``out=`` streams) and
+These tests lower the streaming threshold to 0 (every call streams) and
 compare with the reference: indices from the forward over many geometries
 (padding, dilation, ceil mode, overlapping and gapped windows, 1-d rows cut
 into parts), indices drawn anywhere in the plane, ``out`` at every element
@@ -106,6 +106,23 @@ def test_forward_indices(threads, geom, dtype):
     g = rng.standard_normal(idx.shape).astype(dtype)
     for off in (0, 1, 64 // np.dtype(dtype).itemsize - 1):
         _check(bwd, g, idx, shape, (k, s, p, d, ceil), {}, dtype, off)
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("geom", _GEOMS[:9:2] + _GEOMS[12:], ids=str)
+def test_fresh_results(threads, geom):
+    """Fresh results stream as well (no ``out=``)."""
+    nd, size, k, s, p, d, ceil = geom
+    rng = np.random.default_rng(zlib.crc32(repr(geom).encode()))
+    shape = (2, 3) + size
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flat[::13] = -1.0
+    fwd = getattr(cypool, f"max_pool{nd}d")
+    bwd = getattr(cypool, f"max_pool{nd}d_backward")
+    _, idx = fwd(x, k, s, p, d, ceil, return_indices=True)
+    g = rng.standard_normal(idx.shape).astype(np.float32)
+    np.testing.assert_array_equal(bwd(g, idx, shape, k, s, p, d, ceil),
+                                  _ref(bwd, g, idx, shape, k, s, p, d, ceil))
 
 
 @pytest.mark.usefixtures("stream_everything")

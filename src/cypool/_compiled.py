@@ -198,10 +198,11 @@ def max_pool(x, geom, out, indices):
 def max_pool_backward(grad_output, indices, geom, grad_input, stream=False):
     """``stream``: ``grad_input`` is the caller's array, not fresh memory (see
     the kernel); the windows' stride and padding, where ``geom`` has them,
-    let the kernel stream each plane out while it builds it."""
+    let the kernel stream each plane out while it builds it (into fresh
+    memory as well)."""
     nd = geom.nd
     kw = {"stream": stream}
-    if stream and getattr(geom, "stride", None) is not None:
+    if getattr(geom, "stride", None) is not None:
         kw["stride"] = _three(geom.stride, 1)
         kw["pad"] = _three(geom.pad_before, 0)
     return _run(functools.partial(_kernels.max_pool_backward, **kw),
