@@ -201,12 +201,35 @@ def max_pool_backward(grad_output, indices, geom, grad_input, stream=False):
     let the kernel stream each plane out while it builds it (into fresh
     memory as well)."""
     nd = geom.nd
-    kw = {"stream": stream}
-    if getattr(geom, "stride", None) is not None:
-        kw["stride"] = _three(geom.stride, 1)
-        kw["pad"] = _three(geom.pad_before, 0)
-    return _run(functools.partial(_kernels.max_pool_backward, **kw),
+    bounds = None
+    if getattr(geom, "stride", None) is not None and _kernels._streams(grad_input.nbytes):
+        bounds = row_bounds(_three(grad_output.shape[2:], 1), _three(grad_input.shape[2:], 1),
+                            _three(geom.stride, 1), _three(geom.pad_before, 0))
+    return _run(functools.partial(_kernels.max_pool_backward, stream=stream, bounds=bounds),
                 _as5d(grad_output, nd), _as5d(indices, nd), _as5d(grad_input, nd))
+
+
+def row_bounds(pooled, full, stride, pad):
+    """For each row ``(d, h)`` of a pooled ``(D, H, W)`` volume (3-tuples), a
+    flat offset into the full-size volume below which no window of a later
+    row has a tap: the least first tap of the next row and of the next
+    slice's first row (windows start at ``o * stride - pad``; in-bounds taps
+    at or after that), the volume's size after the last row.  int64,
+    ``D * H`` elements; the streamed scatters (``scatter_stream.h``) write
+    out what lies below a row's bound once the row is done."""
+    (OD, OH, _), (D, H, W), (sd, sh, _), (pd, ph, _) = pooled, full, stride, pad
+    if max(sd, sh, pd, ph, OD, OH) >= 2**31:
+        return None         # (no streaming; keeps the products below in range)
+    P = D * H * W
+    od = np.arange(OD, dtype=np.int64)[:, None]
+    oh = np.arange(OH, dtype=np.int64)[None, :]
+    # first slices and rows, clipped to the volume (every product <= P)
+    d0 = np.clip(od * sd - pd, 0, D - 1)
+    nxt_row = (d0 * H + np.clip((oh + 1) * sh - ph, 0, H)) * W
+    nxt_row[:, -1] = P
+    nxt_slice = np.clip((od + 1) * sd - pd, 0, D - 1) * (H * W)
+    nxt_slice[-1] = P
+    return np.minimum(nxt_row, nxt_slice).ravel()
 
 
 def avg_pool(x, geom, out, count_include_pad, divisor_override, rounding="truncate"):

@@ -51,14 +51,19 @@ def max_pool_backward(
     grad_in: npt.NDArray[np.floating],
     nthreads: int,
     stream: bool = False,
-    stride: tuple[int, int, int] | None = None,
-    pad: tuple[int, int, int] | None = None,
+    bounds: npt.NDArray[np.int64] | None = None,
 ) -> bool:
     """Scatter ``grad_out`` into ``grad_in`` (zeroed here) through ``idx``;
     False when some index lies outside its plane.  ``stream``: ``grad_in``
     is the caller's array (a large one is written with non-temporal
-    stores; with the windows' ``stride`` and leading ``pad``, each plane
-    while it is built)."""
+    stores); with ``bounds`` (``cypool._compiled.row_bounds``) a large one
+    is streamed out while it is built, fresh or not."""
+
+def _streams(nbytes: int) -> bool:
+    """Would an output of ``nbytes`` be streamed?"""
+
+def _bwd_pf(n: int = -1) -> int:
+    """The streamed max backward's hint distance (outputs)."""
 
 def avg_pool_backward(
     grad_out: npt.NDArray[np.floating],

@@ -75,9 +75,9 @@ cdef extern from "small_kernels.h" nogil:
     void cypool_small_avg_bwd_f32(const float* go, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t Q, float* gi, Py_ssize_t P)
     void cypool_small_avg_bwd_f64(const double* go, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t Q, double* gi, Py_ssize_t P)
 
-cdef extern from "bwd_stream.h" nogil:
-    int cypool_max_bwd_stream_f32(const float* go, const int64_t* idx, Py_ssize_t R, Py_ssize_t OW, const int64_t* bnd, float* buf, float* gp, Py_ssize_t P, Py_ssize_t pf)
-    int cypool_max_bwd_stream_f64(const double* go, const int64_t* idx, Py_ssize_t R, Py_ssize_t OW, const int64_t* bnd, double* buf, double* gp, Py_ssize_t P, Py_ssize_t pf)
+cdef extern from "scatter_stream.h" nogil:
+    int cypool_max_bwd_stream_f32(const float* go, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, float* buf, float* gp, Py_ssize_t P, Py_ssize_t pf)
+    int cypool_max_bwd_stream_f64(const double* go, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, double* buf, double* gp, Py_ssize_t P, Py_ssize_t pf)
     int cypool_tile_max_f32(int wide, Py_ssize_t KD, Py_ssize_t K, const float* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
     int cypool_tile_max_f64(int wide, Py_ssize_t KD, Py_ssize_t K, const double* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, double* o, Py_ssize_t os)
     int cypool_tile_max_i8(int wide, Py_ssize_t KD, Py_ssize_t K, const int8_t* x, Py_ssize_t ds, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, int8_t* o, Py_ssize_t os)
@@ -985,6 +985,12 @@ def _big_input(Py_ssize_t nbytes=-1):
 
 cdef bint _wants_stream(cnp.ndarray out) noexcept:
     return CYPOOL_HAVE_STREAM and cnp.PyArray_NBYTES(out) >= _STREAM_MIN
+
+
+def _streams(Py_ssize_t nbytes):
+    """Would an output of ``nbytes`` be streamed (``_stream_min``, and a
+    platform with streaming stores)?"""
+    return bool(CYPOOL_HAVE_STREAM and nbytes >= _STREAM_MIN)
 
 
 # ------------------------------------------------------------ max forward
@@ -3391,7 +3397,7 @@ cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
     """One plane, zeroed and scattered into; with ``buf`` (a contiguous
     plane, streaming on) built in ``buf`` and then copied out with
     non-temporal stores: with ``bnd`` (the windows' row bounds, see
-    ``bwd_stream.h``, one per ``seg`` outputs; ``buf`` zero on entry and
+    ``scatter_stream.h``, one per ``seg`` outputs; ``buf`` zero on entry and
     left zero) streamed out part by part as it is built, else after it."""
     cdef Py_ssize_t n = it // g.C, c = it % g.C
     cdef Py_ssize_t od, oh, ow, P = g.isz[0] * g.isz[1] * g.isz[2]
@@ -5019,18 +5025,19 @@ def avg_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
 
 def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
                       cnp.ndarray grad_in not None, int nthreads,
-                      bint stream=False, tuple stride=None, tuple pad=None):
+                      bint stream=False, cnp.ndarray bounds=None):
     """Scatter ``grad_out`` into ``grad_in`` (zeroed here) through ``idx``.
     ``stream``: ``grad_in`` is the caller's array (not fresh memory, whose
     page faults bring every line in anyway): when it has at least
     ``_stream_min()`` bytes and planes of up to 256 KiB, each plane is zeroed
     and accumulated in a per-thread buffer and streamed out with
     non-temporal stores, instead of a zero fill followed by a scatter that
-    reads every line back (1.2x measured).  With the forward's ``stride``
-    and (leading) ``pad`` (3-tuples), planes of volumes of several output
-    rows are streamed out while they are built, each part as soon as no
-    later window reaches it (``bwd_stream.h``; any index is still handled
-    exactly), into any ``grad_in`` of at least ``_stream_min()`` bytes.
+    reads every line back (1.2x measured).  With ``bounds`` (int64, one per
+    output row (od, oh) of a volume: ``cypool._compiled.row_bounds``),
+    planes of volumes of several output rows are streamed out while they
+    are built, each part as soon as no later window reaches it
+    (``scatter_stream.h``; any index is still handled exactly), into any
+    ``grad_in`` of at least ``_stream_min()`` bytes.
 
     Returns False when some index lies outside its plane (it is skipped; the
     caller raises).  ``grad_in`` must hold each (n, c) plane with uniform
@@ -5080,52 +5087,35 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
     cdef bint fits = (_wants_stream(grad_in) and g.xs[4] == 1
                       and g.isz[0] * g.isz[1] * g.isz[2] * cnp.PyArray_ITEMSIZE(grad_in)
                       <= 262144)
-    cdef int64_t* bnd = NULL
+    cdef const int64_t* bnd = NULL
     cdef Py_ssize_t seg = g.osz[2]
     # streamed while built: into fresh memory too (measured 1.27x there, 1
     # thread, 1.16x at 2); volumes of one output row (1-d pooling) are
     # copied out whole, and only into a caller's array: cut into parts of
     # 512 outputs they measured 0.7x, and whole copies into fresh memory
     # (whose page faults have just brought every line in) were slower
-    if (fits and stride is not None and pad is not None
-            and g.osz[0] * g.osz[1] > 1
+    if (fits and bounds is not None and g.osz[0] * g.osz[1] > 1
             and _dense_vol(&g, g.os) and _dense_vol(&g, g.js)
             and <size_t>gip % <size_t>cnp.PyArray_ITEMSIZE(grad_in) == 0):
-        bnd = _row_bounds(&g, stride, pad, seg)
+        bnd = _bounds_of(bounds, g.osz[0] * g.osz[1])
     g.stream = bnd != NULL or (stream and fits)
-    try:
-        with nogil:
-            if typenum == cnp.NPY_FLOAT32:
-                rc = _max_bwd(<const float*>gop, ip, <float*>gip, &g, bnd, seg)
-            elif typenum == cnp.NPY_FLOAT64:
-                rc = _max_bwd(<const double*>gop, ip, <double*>gip, &g, bnd, seg)
-            else:
-                rc = -3
-    finally:
-        free(bnd)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = _max_bwd(<const float*>gop, ip, <float*>gip, &g, bnd, seg)
+        elif typenum == cnp.NPY_FLOAT64:
+            rc = _max_bwd(<const double*>gop, ip, <double*>gip, &g, bnd, seg)
+        else:
+            rc = -3
     _raise_rc(rc, "max pooling backward", grad_out.dtype)
     return rc == 0
 
 
-cdef int64_t* _row_bounds(const Geo* g, tuple stride, tuple pad,
-                          Py_ssize_t seg) except? NULL:
-    """For each output row (od, oh) of a volume, an input offset below which
-    no window of a later output has a tap: the least first tap of the next
-    row and of the next slice's first row (windows start at o*s - pad, and
-    in-bounds taps at or after that); the volume's size after the last row.
-    (A volume of one output row would have a bound per ``seg`` outputs.)"""
-    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
-    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
-    cdef Py_ssize_t OD = g.osz[0], OH = g.osz[1], H = g.isz[1], W = g.isz[2]
-    cdef Py_ssize_t P = g.isz[0] * H * W, od, oh, a, b, r
-    cdef Py_ssize_t R = (g.osz[2] + seg - 1) // seg if OD * OH == 1 else OD * OH
-    cdef int64_t* bnd = <int64_t*>malloc(_imax(R, 1) * sizeof(int64_t))
-    if bnd == NULL:
-        raise MemoryError()
-    if OD * OH == 1:
-        for r in range(R):
-            bnd[r] = _imin(_imax(0, (r + 1) * seg * sw - pw), P) if r + 1 < R else P
-        return bnd
+cdef const int64_t* _bounds_of(cnp.ndarray bounds, Py_ssize_t n) except NULL:
+    """The data of ``bounds``: C-contiguous int64 of ``n`` elements."""
+    if (cnp.PyArray_TYPE(bounds) != cnp.NPY_INT64 or cnp.PyArray_SIZE(bounds) != n
+            or not cnp.PyArray_IS_C_CONTIGUOUS(bounds)):
+        raise ValueError(f"bounds must be a contiguous int64 array of {n} elements")
+    return <const int64_t*>cnp.PyArray_DATA(bounds)
     for od in range(OD):
         for oh in range(OH):
             a = P

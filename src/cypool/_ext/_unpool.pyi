@@ -14,10 +14,12 @@ def max_unpool_forward(
     out: npt.NDArray[np.generic],
     nthreads: int,
     zeroed: bool = False,
+    bounds: npt.NDArray[np.int64] | None = None,
 ) -> bool:
     """Zero ``out`` (unless ``zeroed``: it is all zeros already) and scatter
     ``x`` into it through ``idx``; False when an index other than -1 lies
-    outside its plane."""
+    outside its plane.  With ``bounds`` (``cypool._compiled.row_bounds``)
+    contiguous planes are streamed out while they are built."""
 
 def max_unpool_backward(
     grad_out: npt.NDArray[np.floating],

@@ -29,13 +29,21 @@ cimport numpy as cnp
 from cython.parallel cimport prange, parallel
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memset
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 
 cnp.import_array()
 
 cdef extern from "omp_shim.h" nogil:
     int cypool_omp_get_thread_num()
     int CYPOOL_HAVE_OPENMP
+    int CYPOOL_HAVE_STREAM
+    void cypool_sfence()
+
+cdef extern from "scatter_stream.h" nogil:
+    int cypool_unpool_stream_u8(const uint8_t* x, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, uint8_t* buf, uint8_t* gp, Py_ssize_t P, Py_ssize_t pf)
+    int cypool_unpool_stream_u16(const uint16_t* x, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, uint16_t* buf, uint16_t* gp, Py_ssize_t P, Py_ssize_t pf)
+    int cypool_unpool_stream_u32(const uint32_t* x, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, uint32_t* buf, uint32_t* gp, Py_ssize_t P, Py_ssize_t pf)
+    int cypool_unpool_stream_u64(const uint64_t* x, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, uint64_t* buf, uint64_t* gp, Py_ssize_t P, Py_ssize_t pf)
 
 
 ctypedef fused elem_t:
@@ -62,6 +70,7 @@ cdef struct U:
     int nthreads
     bint parallel
     bint zeroed              # out is already all zeros (forward: no zero fill)
+    const int64_t* bnd       # streamed scatter: row bounds (scatter_stream.h)
 
 
 def openmp_enabled():
@@ -75,13 +84,43 @@ cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 # ----------------------------------------------------------------- forward
 
+# pooled elements ahead whose indices and values the streamed scatter hints
+cdef Py_ssize_t _PF = 512
+
+
+cdef inline bint _dense(const Py_ssize_t* s, const Py_ssize_t* isz) noexcept:
+    """Are the (D, H, W) elements of each (n, c) volume with strides ``s``
+    (elements) contiguous in C order?"""
+    return ((isz[2] <= 1 or s[4] == 1)
+            and (isz[1] <= 1 or s[3] == isz[2])
+            and (isz[0] <= 1 or s[2] == isz[1] * isz[2]))
+
 cdef inline void _scatter_plane(const elem_t* x, const int64_t* idx, elem_t* out,
-                                const U* u, Py_ssize_t it, int* bad) noexcept nogil:
+                                const U* u, Py_ssize_t it, int* bad,
+                                elem_t* buf) noexcept nogil:
+    """One output plane; with ``buf`` (``u.bnd`` set: contiguous planes and
+    pooled volumes) built there and streamed out as it goes."""
     cdef Py_ssize_t n = it // u.C, c = it % u.C
     cdef Py_ssize_t d, h, w, i, P = u.P, e = u.e
     cdef elem_t* op = out + n * u.ps[0] + c * u.ps[1]
     cdef const elem_t* xr
     cdef const int64_t* ir
+    cdef Py_ssize_t Q = u.isz[0] * u.isz[1] * u.isz[2]
+    cdef int r = 0
+    if buf != NULL:
+        xr = x + n * u.xs[0] + c * u.xs[1]
+        ir = idx + n * u.js[0] + c * u.js[1]
+        if elem_t is uint8_t:
+            r = cypool_unpool_stream_u8(xr, ir, Q, u.isz[2], u.bnd, buf, op, P, _PF)
+        elif elem_t is uint16_t:
+            r = cypool_unpool_stream_u16(xr, ir, Q, u.isz[2], u.bnd, buf, op, P, _PF)
+        elif elem_t is uint32_t:
+            r = cypool_unpool_stream_u32(xr, ir, Q, u.isz[2], u.bnd, buf, op, P, _PF)
+        else:
+            r = cypool_unpool_stream_u64(xr, ir, Q, u.isz[2], u.bnd, buf, op, P, _PF)
+        if r:
+            bad[0] = 1
+        return
     if not u.zeroed:
         if e == 1:
             memset(op, 0, P * sizeof(elem_t))
@@ -134,6 +173,9 @@ cdef int _scatter(const elem_t* x, const int64_t* idx, elem_t* out, const U* u,
     cdef int* bad
     cdef int tid, anybad = 0
     cdef Py_ssize_t slot = LINE // sizeof(int)
+    cdef Py_ssize_t per = 0
+    cdef char* planes = NULL
+    cdef elem_t* buf
     if cl:
         nitems = u.N * ((u.C + u.cb - 1) // u.cb)
     else:
@@ -141,15 +183,28 @@ cdef int _scatter(const elem_t* x, const int64_t* idx, elem_t* out, const U* u,
     bad = <int*>malloc(u.nthreads * LINE)
     if bad == NULL:
         return -1
+    if u.bnd != NULL:
+        # one zeroed plane per thread (scatter_stream.h leaves it zeroed)
+        per = (u.P * sizeof(elem_t) + LINE - 1) // LINE * LINE
+        planes = <char*>calloc(per * u.nthreads + LINE, 1)
+        if planes == NULL:
+            free(bad)
+            return -1
     for tid in range(u.nthreads):
         bad[tid * slot] = 0
     with parallel(num_threads=u.nthreads, use_threads_if=u.parallel):
         tid = cypool_omp_get_thread_num()
+        buf = NULL
+        if planes != NULL:
+            buf = <elem_t*>(planes + (LINE - <size_t>planes % LINE) % LINE + tid * per)
         for it in prange(nitems, schedule='static'):
             if cl:
                 _scatter_cl(x, idx, out, u, it, bad + tid * slot)
             else:
-                _scatter_plane(x, idx, out, u, it, bad + tid * slot)
+                _scatter_plane(x, idx, out, u, it, bad + tid * slot, buf)
+        if buf != NULL:
+            cypool_sfence()     # the streamed stores, visible before the join
+    free(planes)
     for tid in range(u.nthreads):
         anybad = anybad | bad[tid * slot]
     free(bad)
@@ -290,9 +345,15 @@ cdef void _threads(U* u, Py_ssize_t nitems, double work, int nthreads) noexcept:
 
 
 def max_unpool_forward(cnp.ndarray x not None, cnp.ndarray idx not None,
-                       cnp.ndarray out not None, int nthreads, bint zeroed=False):
+                       cnp.ndarray out not None, int nthreads, bint zeroed=False,
+                       cnp.ndarray bounds=None):
     """Zero ``out`` (unless ``zeroed``: the caller made it with zeros) and
-    scatter ``x`` into it through ``idx``.
+    scatter ``x`` into it through ``idx``.  With ``bounds`` (int64, one per
+    row (d, h) of a pooled volume: ``cypool._compiled.row_bounds``), on
+    planar output with contiguous planes of up to 256 KiB and contiguous
+    pooled volumes of several rows, each plane is built in a per-thread
+    buffer and streamed out while it is built (``scatter_stream.h``; any
+    index is still handled exactly).
 
     Returns False when an index other than -1 lies outside its plane (it was
     skipped; the caller raises)."""
@@ -307,6 +368,7 @@ def max_unpool_forward(cnp.ndarray x not None, cnp.ndarray idx not None,
         raise ValueError("out is read-only")
     _pooled(&u, x, "x", idx, out, "out")
     u.zeroed = zeroed
+    u.bnd = NULL
     if u.N * u.C == 0:
         return True
     # channels-last output: the channel axis is contiguous and planes
@@ -325,6 +387,16 @@ def max_unpool_forward(cnp.ndarray x not None, cnp.ndarray idx not None,
         u.cb = 1
         _threads(&u, u.N * u.C,
                  <double>u.N * u.C * (u.P + u.isz[0] * u.isz[1] * u.isz[2]), nthreads)
+        if (bounds is not None and CYPOOL_HAVE_STREAM and u.e == 1
+                and u.P * size <= 262144 and u.isz[0] * u.isz[1] > 1
+                and _dense(u.xs, u.isz) and _dense(u.js, u.isz)
+                and <size_t>op % <size_t>size == 0):
+            if (cnp.PyArray_TYPE(bounds) != cnp.NPY_INT64
+                    or cnp.PyArray_SIZE(bounds) != u.isz[0] * u.isz[1]
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(bounds)):
+                raise ValueError("bounds must be a contiguous int64 array with one "
+                                 "element per pooled row")
+            u.bnd = <const int64_t*>cnp.PyArray_DATA(bounds)
     with nogil:
         if size == 1:
             rc = _scatter(<const uint8_t*>xp, ip, <uint8_t*>op, &u, cl)

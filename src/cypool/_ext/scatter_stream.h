@@ -1,27 +1,31 @@
-/* Max pooling backward of one contiguous volume into a caller's array,
- * streamed while it is built (_pool.pyx, ``_max_bwd_plane``).
+/* A scatter of one contiguous volume, streamed out while it is built: the
+ * max pooling backward (``+=``, _pool.pyx ``_max_bwd_plane``) and max
+ * unpooling (``=``, _unpool.pyx ``_scatter_plane``), into a large result.
  *
- * The volume is accumulated in a per-thread buffer ``buf`` (P elements,
- * 64-byte aligned, all zero on entry and again on return) and written to
- * ``gp`` with non-temporal stores.  Instead of a scatter pass followed by a
- * copy pass (the copy's stores then wait for nothing but memory, and the
- * scatter's reads idle the stores), the part of the volume that no later
- * window can reach is streamed out after each output row: ``bnd[r]`` is an
- * element offset below which no output after row r has a window tap (the
- * first tap of the next rows' windows, from stride and padding).  Streamed
- * lines of ``buf`` are zeroed as they go, so the next volume needs no fill.
+ * The volume is built in a per-thread buffer ``buf`` (P elements, 64-byte
+ * aligned, all zero on entry and again on return) and written to ``gp`` with
+ * non-temporal stores.  Instead of a scatter pass followed by a copy pass
+ * (the copy's stores then wait for nothing but memory, and the scatter's
+ * reads idle the stores), the part of the volume that no later window can
+ * reach is streamed out after each row of sources: ``bnd[r]`` is an element
+ * offset below which no source after row r has a window tap (the first tap
+ * of the next rows' windows, from stride and padding).  Streamed lines of
+ * ``buf`` are zeroed as they go, so the next volume needs no fill.
  *
  * Any index is still handled exactly: one that lands in a part already
- * streamed (only indices outside their windows do) is added to ``gp`` itself
- * after a fence; the outputs are taken in order all the same, so every input
- * element receives its gradients in PyTorch's order.
+ * streamed (only indices outside their windows do) is stored into ``gp``
+ * itself after a fence; the sources are taken in order all the same, so
+ * every element receives its values in C order (PyTorch's order of
+ * accumulation; the last of repeated unpooling indices wins).
  *
- * ``go``, ``idx``: the volume's Q output gradients and indices, in rows of
- * OW (the last one may be shorter; ``bnd`` has one bound per row), and
- * ``pf`` the distance (outputs) at which each row hints the ones ahead.  Returns 1 when an index lies outside the volume (skipped;
- * -1 is skipped silently). */
-#ifndef CYPOOL_BWD_STREAM_H
-#define CYPOOL_BWD_STREAM_H
+ * ``go``, ``idx``: the volume's Q source values and indices, in rows of OW
+ * (the last one may be shorter; ``bnd`` has one bound per row), and ``pf``
+ * the distance (sources) at which each row hints the ones ahead.  Returns 1
+ * when an index lies outside the volume (skipped; -1 is skipped silently).
+ * Instances: cypool_max_bwd_stream_f32/f64 (+=) and
+ * cypool_unpool_stream_u8/u16/u32/u64 (=, by item size). */
+#ifndef CYPOOL_SCATTER_STREAM_H
+#define CYPOOL_SCATTER_STREAM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,11 +44,11 @@
 #endif
 
 /* The indices of one row that fall outside [lo, P): those in the part of
- * gp already written (from ``head`` bytes on) are added there, the others in
+ * gp already written (from ``head`` bytes on) are stored there (OP), the others in
  * the buffer; returns 1 for an index outside the volume.  Outputs in order,
  * from the first one (``j0``) that left [lo, P). */
-#define CYPOOL_MAX_BWD_SLOW(SFX, TYPE)                                            \
-static int cypool_max_bwd_slow_##SFX(                                             \
+#define CYPOOL_SCATTER_SLOW(NAME, TYPE, OP)                                            \
+static int NAME##_slow(                                             \
         const TYPE* gr, const int64_t* ir, ptrdiff_t j0, ptrdiff_t n,             \
         ptrdiff_t lo, ptrdiff_t head_e, TYPE* buf, TYPE* gp, ptrdiff_t P) {       \
     ptrdiff_t j;                                                                  \
@@ -53,18 +57,18 @@ static int cypool_max_bwd_slow_##SFX(                                           
     for (j = j0; j < n; j++) {                                                    \
         const int64_t i = ir[j];                                                  \
         if ((uint64_t)(i - lo) < (uint64_t)(P - lo) || (i >= 0 && i < head_e))    \
-            buf[i] += gr[j];                                                      \
+            buf[i] OP gr[j];                                                      \
         else if (i >= 0 && i < P)                                                 \
-            gp[i] += gr[j];                                                       \
+            gp[i] OP gr[j];                                                       \
         else if (i != -1)                                                         \
             bad = 1;                                                              \
     }                                                                             \
     return bad;                                                                   \
 }
 
-#define CYPOOL_MAX_BWD_STREAM(SFX, TYPE)                                          \
-CYPOOL_MAX_BWD_SLOW(SFX, TYPE)                                                    \
-CYPOOL_BWD_NOINLINE int cypool_max_bwd_stream_##SFX(                              \
+#define CYPOOL_SCATTER_STREAM(NAME, TYPE, OP)                                          \
+CYPOOL_SCATTER_SLOW(NAME, TYPE, OP)                                                    \
+CYPOOL_BWD_NOINLINE int NAME(                              \
         const TYPE* CYPOOL_BWD_RESTRICT go, const int64_t* CYPOOL_BWD_RESTRICT idx,\
         ptrdiff_t Q, ptrdiff_t OW, const int64_t* CYPOOL_BWD_RESTRICT bnd,        \
         TYPE* CYPOOL_BWD_RESTRICT buf, TYPE* gp, ptrdiff_t P, ptrdiff_t pf) {     \
@@ -96,10 +100,10 @@ CYPOOL_BWD_NOINLINE int cypool_max_bwd_stream_##SFX(                            
             const int64_t i = ir[j];                                              \
             if ((uint64_t)(i - lo) >= (uint64_t)(P - lo))                         \
                 break;                                                            \
-            buf[i] += gr[j];                                                      \
+            buf[i] OP gr[j];                                                      \
         }                                                                         \
         if (j < n)                                                                \
-            bad |= cypool_max_bwd_slow_##SFX(gr, ir, j, n, lo, head_e, buf, gp, P);\
+            bad |= NAME##_slow(gr, ir, j, n, lo, head_e, buf, gp, P);  \
         lim = bnd[r];                                                             \
         if (lim > P) lim = P;                                                     \
         if (lim < 0) lim = 0;                                                     \
@@ -126,7 +130,11 @@ CYPOOL_BWD_NOINLINE int cypool_max_bwd_stream_##SFX(                            
     return bad;                                                                   \
 }
 
-CYPOOL_MAX_BWD_STREAM(f32, float)
-CYPOOL_MAX_BWD_STREAM(f64, double)
+CYPOOL_SCATTER_STREAM(cypool_max_bwd_stream_f32, float, +=)
+CYPOOL_SCATTER_STREAM(cypool_max_bwd_stream_f64, double, +=)
+CYPOOL_SCATTER_STREAM(cypool_unpool_stream_u8, uint8_t, =)
+CYPOOL_SCATTER_STREAM(cypool_unpool_stream_u16, uint16_t, =)
+CYPOOL_SCATTER_STREAM(cypool_unpool_stream_u32, uint32_t, =)
+CYPOOL_SCATTER_STREAM(cypool_unpool_stream_u64, uint64_t, =)
 
 #endif

@@ -1,19 +1,21 @@
-"""Max pooling backward streamed while it is built (``bwd_stream.h``), into
-a caller's ``out=`` or a fresh result: each contiguous plane is accumulated in a per-thread
-buffer, and after each output row the part of the plane that no later
-window reaches (from the forward's stride and leading padding) is written
-out with non-temporal stores and zeroed in the buffer.
+"""Scatters streamed while they are built (``scatter_stream.h``): the max
+pooling backward (into a caller's ``out=`` or a fresh result) and max
+unpooling (into a caller's ``out=``).  Each contiguous plane is built in a
+per-thread buffer, and after each row of sources the part of the plane that
+no later window reaches (from the windows' stride and leading padding) is
+written out with non-temporal stores and zeroed in the buffer.
 
 An index that lands in a part already written (only indices outside their
-own window can) is added to the destination itself; outputs are still
+own window can) is stored into the destination itself; sources are still
 taken in order, so every element receives its gradients in PyTorch's order
-and the result equals the reference backend's bit for bit.
+(and the last of repeated unpooling indices wins), and the result equals
+the reference backend's bit for bit.
 
 These tests lower the streaming threshold to 0 (every call streams) and
 compare with the reference: indices from the forward over many geometries
-(padding, dilation, ceil mode, overlapping and gapped windows, 1-d rows cut
-into parts), indices drawn anywhere in the plane, ``out`` at every element
-offset from a 64-byte line with guard elements around it, and bad indices.
+(padding, dilation, ceil mode, overlapping and gapped windows), indices
+drawn anywhere in the plane, ``out`` at every element offset from a 64-byte
+line with guard elements around it, and bad indices.
 """
 
 import zlib
@@ -226,3 +228,115 @@ def test_random_geometries(case):
     idx = np.where(moved, rng.integers(0, int(np.prod(size)), idx.shape), idx)
     g = rng.standard_normal(idx.shape).astype(dtype)
     _check(bwd, g, idx, shape, (k, s, p, 1, ceil), {}, dtype, off)
+
+
+# ------------------------------------------------------------- unpooling
+
+_UNPOOL = [  # nd, pooled spatial size, kernel, stride, padding, output_size delta
+    (2, (56, 56), 2, 2, 0, 0),
+    (2, (17, 23), 3, 2, 1, 1),
+    (2, (9, 30), (2, 3), (3, 2), (1, 1), -1),
+    (2, (20, 1), 3, 1, 1, 0),
+    (2, (6, 7), 2, 3, 5, 0),          # padding beyond the kernel
+    (3, (4, 6, 7), 2, 2, 0, 0),
+    (3, (5, 4, 9), 3, 2, 1, 1),       # depth padding: bound from next slice
+    (1, (500,), 2, 2, 0, 0),          # one row: not streamed
+]
+
+
+def _unpool_case(case, dtype, rng):
+    nd, psize, k, s, p, delta = case
+    shape = (2, 3) + psize
+    kk, ss, pp = (np.broadcast_to(v, nd) for v in (k, s, p))
+    size = tuple(int((i - 1) * a - 2 * b + c + delta)
+                 for i, a, b, c in zip(psize, ss, pp, kk))
+    P = int(np.prod(size))
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    # indices inside each window where the geometry allows, else anywhere
+    idx = np.empty(shape, np.int64)
+    grids = np.meshgrid(*[np.arange(n) for n in psize], indexing="ij")
+    flat = np.zeros(psize, np.int64)
+    for d in range(nd):
+        start = grids[d] * ss[d] - pp[d] + rng.integers(0, kk[d], psize)
+        start = np.clip(start, 0, size[d] - 1)
+        flat = flat * size[d] + start
+    idx[...] = flat
+    return x, idx, size, P
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("case", _UNPOOL, ids=str)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_unpool_into_out(threads, case, dtype):
+    nd, _, k, s, p, _ = case
+    rng = np.random.default_rng(zlib.crc32(repr((case, np.dtype(dtype).str)).encode()))
+    x, idx, size, P = _unpool_case(case, dtype, rng)
+    idx.flat[::11] = idx.flat[0]        # repeated: the last in C order wins
+    idx.flat[4::19] = -1
+    f = getattr(cypool, f"max_unpool{nd}d")
+    want = _ref(f, x, idx, k, s, p, output_size=size)
+    for off in (0, 1, 5):
+        buf, out = _guarded(x.shape[:2] + size, dtype, off)
+        got = f(x, idx, k, s, p, output_size=size, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, want)
+        assert (buf[:off] == 7).all() and (buf[off + out.size:] == 7).all()
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("spread", ["anywhere", "earlier", "later"])
+def test_unpool_indices_outside_windows(threads, spread):
+    rng = np.random.default_rng({"anywhere": 4, "earlier": 5, "later": 6}[spread])
+    x = rng.standard_normal((2, 3, 20, 22)).astype(np.float32)
+    P = 40 * 44
+    if spread == "anywhere":
+        idx = rng.integers(0, P, x.shape)
+    else:
+        start = (np.arange(20) * 2 * 44)[:, None]
+        span = rng.integers(1, 400, x.shape)
+        idx = np.clip(start - span if spread == "earlier" else start + 3 * 44 + span,
+                      0, P - 1)
+    idx = idx.astype(np.int64)
+    want = _ref(cypool.max_unpool2d, x, idx, 2, 2)
+    buf, out = _guarded((2, 3, 40, 44), np.float32, 3)
+    cypool.max_unpool2d(x, idx, 2, 2, out=out)
+    np.testing.assert_array_equal(out, want)
+    assert (buf[:3] == 7).all() and (buf[3 + out.size:] == 7).all()
+
+
+@pytest.mark.usefixtures("stream_everything")
+def test_unpool_bad_index(threads):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 2, 10, 12)).astype(np.float32)
+    _, idx = cypool.max_pool2d(np.zeros((2, 2, 20, 24), np.float32), 2, 2,
+                               return_indices=True)
+    idx = idx.copy()
+    idx[1, 1, 9, 11] = 20 * 24
+    buf, out = _guarded((2, 2, 20, 24), np.float32, 2)
+    with pytest.raises(ValueError, match="indices must lie in"):
+        cypool.max_unpool2d(x, idx, 2, 2, out=out)
+    assert (out == 0).all()         # never a partial scatter left behind
+    assert (buf[:2] == 7).all() and (buf[2 + out.size:] == 7).all()
+
+
+def test_row_bounds_against_windows():
+    """Every bound is at most the first tap of every later row's windows,
+    and the last is the volume's size (brute force over small geometries,
+    large paddings and strides included)."""
+    from cypool._compiled import row_bounds
+    rng = np.random.default_rng(13)
+    for _ in range(300):
+        pooled = tuple(int(v) for v in rng.integers(1, 6, 3))
+        full = tuple(int(v) for v in rng.integers(1, 12, 3))
+        stride = tuple(int(v) for v in rng.integers(1, 5, 3))
+        pad = tuple(int(v) for v in rng.integers(0, 7, 3))
+        b = row_bounds(pooled, full, stride, pad)
+        D, H, W = full
+        first = [max(0, min(d * stride[0] - pad[0], D - 1)) * H * W
+                 + max(0, min(h * stride[1] - pad[1], H)) * W
+                 for d in range(pooled[0]) for h in range(pooled[1])]
+        assert b.dtype == np.int64 and b.shape == (pooled[0] * pooled[1],)
+        assert b[-1] == D * H * W
+        for r in range(len(first) - 1):
+            assert 0 <= b[r] <= min(first[r + 1:])
+    assert row_bounds((2, 2, 1), (4, 4, 4), (2**31, 1, 1), (0, 0, 0)) is None
