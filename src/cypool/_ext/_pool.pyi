@@ -59,12 +59,6 @@ def max_pool_backward(
     stores); with ``bounds`` (``cypool._compiled.row_bounds``) a large one
     is streamed out while it is built, fresh or not."""
 
-def _streams(nbytes: int) -> bool:
-    """Would an output of ``nbytes`` be streamed?"""
-
-def _bwd_pf(n: int = -1) -> int:
-    """The streamed max backward's hint distance (outputs)."""
-
 def avg_pool_backward(
     grad_out: npt.NDArray[np.floating],
     grad_in: npt.NDArray[np.floating],
