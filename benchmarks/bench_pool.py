@@ -582,6 +582,9 @@ def unpool_case(name, kernel, stride, *, full, quick, tiny) -> Case:
         def cy():
             return cypool.max_unpool2d(y, idx, kernel, stride)
         impls[CY] = Impl(cy)
+        if opts.get("out_prealloc"):
+            ubuf = prefaulted_empty(tuple(shape), y.dtype)
+            impls[CY_OUT] = Impl(lambda: cypool.max_unpool2d(y, idx, kernel, stride, out=ubuf))
         _with_reference(impls, cy, n * c * h * w, skipped)
         if torch is not None:
             ty, ti = torch.from_numpy(y), torch.from_numpy(idx)
@@ -1227,7 +1230,7 @@ def parse_args(argv=None):
                     help="comma-separated substrings; run the cases whose name contains one")
     ap.add_argument("--out-prealloc", action=argparse.BooleanOptionalAction, default=True,
                     help="time cypool with out= a preallocated array on 'max k2s2' (also with indices), 'avg k3s1p1', "
-                         "the backward cases and the 8192x8192 max (default: on)")
+                         "the backward cases, max_unpool2d and the 8192x8192 max (default: on)")
     ap.add_argument("--copy-mib", type=int, default=None,
                     help=f"size of the copy-bandwidth baseline in MiB (default: {COPY_MIB}; 16 with --smoke)")
     ap.add_argument("--json", metavar="PATH", default=None,
