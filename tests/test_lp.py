@@ -404,19 +404,47 @@ def test_window_counts_bitwise(dtype, scale, p, k, s, ceil, channels_last):
 
 @requires_compiled
 @pytest.mark.parametrize("p", [1, 2])
-@pytest.mark.parametrize("nd,kernel", [(2, 2), (3, (2, 1, 2)), (3, (1, 2, 2))])
-def test_unit_stride_pairs_bitwise(p, nd, kernel):
-    """2 x 2 windows at W stride 1 (one fused loop per output row): the
-    reference's bits, with NaN, infinities, signed zeros and subnormal
-    squares among the values, at 1 and 2 threads."""
+@pytest.mark.parametrize("nd,kernel,stride", [
+    (2, 2, 1), (2, 2, 2), (2, 2, (1, 2)), (2, 2, (2, 1)), (2, 2, 3), (2, 2, (1, 3)),
+    (3, (2, 1, 2), 1), (3, (2, 1, 2), 2), (3, (2, 1, 2), (2, 1, 2)),
+    (3, (1, 2, 2), 1), (3, (1, 2, 2), 2), (3, (1, 2, 2), (1, 2, 2))])
+@pytest.mark.parametrize("ceil", [False, True])
+def test_pairs_bitwise(p, nd, kernel, stride, ceil):
+    """2 x 2 windows at W stride 1 or 2 (one fused loop per output row,
+    float32; stride 3, a control, takes the passes): the reference's bits,
+    with NaN, infinities, signed zeros and subnormal squares among the
+    values, rows of odd and even length (the ceil-mode edge window takes the
+    passes) and of more than one block of 256 outputs, at 1 and 2 threads."""
     rng = np.random.default_rng(17)
-    shape = (2, 3, 17, 41) if nd == 2 else (2, 2, 4, 9, 37)
-    x = rng.choice(np.array([-3.0, -1.5, -0.0, 0.0, 1e-23, 2.0, 7.0, np.inf, -np.inf,
-                             np.nan], np.float32), shape, p=[.15, .15, .1, .1, .1, .15, .15,
-                                                            .03, .03, .04])
+    for shape in ([(2, 3, 17, 41), (1, 2, 6, 1100)] if nd == 2
+                  else [(2, 2, 4, 9, 37), (1, 1, 2, 3, 64)]):
+        x = rng.choice(np.array([-3.0, -1.5, -0.0, 0.0, 1e-23, 2.0, 7.0, np.inf, -np.inf,
+                                 np.nan], np.float32), shape,
+                       p=[.15, .15, .1, .1, .1, .15, .15, .03, .03, .04])
+        with cypool.backend("reference"):
+            want = lp(nd)(x, p, kernel, stride, ceil)
+        for th in (1, 2):
+            with cypool.backend("compiled"), cypool.num_threads(th):
+                got = lp(nd)(x, p, kernel, stride, ceil)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@requires_compiled
+def test_stride2_pairs_hint_distance():
+    """The stride-2 fused loop's hints reach past the last rows of the input
+    (at any distance), and change no result."""
+    from cypool._compiled import family
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((3, 2, 10, 64)).astype(np.float32)
     with cypool.backend("reference"):
-        want = lp(nd)(x, p, kernel, 1)
-    for th in (1, 2):
-        with cypool.backend("compiled"), cypool.num_threads(th):
-            got = lp(nd)(x, p, kernel, 1)
-        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        want = cypool.lp_pool2d(x, 2, 2, 2)
+    mod = family("_lp")
+    old = mod._s2_hint()
+    try:
+        for nbytes in (0, 1, 64, 8192, 1 << 30):
+            mod._s2_hint(nbytes)
+            with cypool.backend("compiled"):
+                got = cypool.lp_pool2d(x, 2, 2, 2)
+            np.testing.assert_array_equal(got, want)
+    finally:
+        mod._s2_hint(old)
