@@ -15,7 +15,9 @@ channels-last arrays); the pooled-shape arrays may have any strides.
 * Forward, planar output: each work item owns whole ``(n, c)`` output planes:
   it zeroes the plane and scatters the plane's input values in C order of
   the input plane (so the last of repeated indices wins), with no races and
-  a result independent of the thread count.
+  a result independent of the thread count.  A large ``out=`` (the caller
+  passes the windows' row bounds) is built in a per-thread buffer and
+  streamed out while it is built (``scatter_stream.h``).
 * Forward, channels-last output: a work item owns one sample ``n`` and a
   block of channels; it zeroes that part and scatters position by position
   (input C order per plane, as above), channels innermost.
