@@ -4764,6 +4764,19 @@ cdef double _taps_per_window(const Geo* g) noexcept:
     return <double>g.rmax * _imin(g.ks[2], _ceildiv(g.isz[2], g.dl[2]))
 
 
+cdef Py_ssize_t _CHUNK_BAND = 8
+
+
+def _chunk_band(Py_ssize_t n=-1):
+    """Rows per band where rows are cut into chunks (``_split``); ``n >= 1``
+    sets it.  Returns the previous value."""
+    global _CHUNK_BAND
+    cdef Py_ssize_t old = _CHUNK_BAND
+    if n >= 1:
+        _CHUNK_BAND = n
+    return old
+
+
 cdef void _split(Geo* g, Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t length,
                  int nthreads, double work) noexcept:
     """Work items: ``outer`` independent groups of ``rows`` rows of ``length``
@@ -4784,6 +4797,15 @@ cdef void _split(Geo* g, Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t length,
         g.chunk = _imax(64, (length + nc - 1) // nc)
     g.chunk = _imax(_imin(g.chunk, MAX_CHUNK), 1)
     g.nchunk = (length + g.chunk - 1) // g.chunk if length > 0 else 1
+    if g.nchunk > 1 and g.band > _CHUNK_BAND:
+        # rows cut into chunks: bands of a few rows, so that a band's next
+        # chunk finds its rows' lines still cached and the hardware prefetch
+        # running on from the last chunk (a band of a whole plane read each
+        # chunk down all the rows).  8192 x 8192 float32, 1 thread: 2 x 2
+        # max and mean 1.12x, with indices 1.07x; bands of 4 rows 1.07x,
+        # of 32 1.08x; 2 threads 1.03-1.08x
+        g.band = _CHUNK_BAND
+        g.nband = (rows + g.band - 1) // g.band
     items = outer * g.nband * g.nchunk
     g.nthreads = <int>_imax(1, _imin(nthreads, items))
     g.parallel = g.nthreads > 1 and work >= PARALLEL_MIN_WORK
