@@ -44,6 +44,19 @@ def threads(request):
     cypool.set_num_threads(old)
 
 
+@pytest.fixture
+def stream_everything():
+    """The compiled backend, with every output large enough to be streamed
+    (``_stream_min(0)``: the streaming paths run on small test arrays)."""
+    from cypool._compiled import _kernels
+    old = _kernels._stream_min(0)
+    try:
+        with cypool.backend("compiled"):
+            yield
+    finally:
+        _kernels._stream_min(old)
+
+
 def both_backends_equal(fn, x, *args, **kw):
     """``fn(x, ...)`` under the compiled backend equals the reference
     backend's result exactly."""

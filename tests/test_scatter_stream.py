@@ -31,17 +31,6 @@ from conftest import requires_compiled
 pytestmark = requires_compiled
 
 
-@pytest.fixture
-def stream_everything():
-    from cypool._compiled import _kernels
-    old = _kernels._stream_min(0)
-    try:
-        with cypool.backend("compiled"):
-            yield
-    finally:
-        _kernels._stream_min(old)
-
-
 def _ref(fn, *args, **kw):
     with cypool.backend("reference"):
         return fn(*args, **kw)

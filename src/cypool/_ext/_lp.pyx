@@ -254,32 +254,6 @@ cdef inline void _sum2(real_t* acc, const real_t* r, Py_ssize_t n, Py_ssize_t sw
                 acc[j] = acc[j] + r[j * sw] + r[j * sw + 1]
 
 
-cdef inline void _rows2_fused_s2(real_t* o, const real_t* r0, const real_t* r1,
-                                 Py_ssize_t n, real_t dv, real_t K, bint root2,
-                                 bint square) noexcept nogil:
-    """``_rows2_fused`` at W stride 2 (the taps of output j at 2j, 2j+1):
-    the same operations in the same order."""
-    cdef Py_ssize_t j
-    cdef real_t a, b, c, d, t
-    if square:
-        for j in range(n):
-            a = r0[2 * j]; b = r0[2 * j + 1]; c = r1[2 * j]; d = r1[2 * j + 1]
-            t = (((a * a + b * b) + c * c) + d * d) * dv
-            t = t if t != 0 else 0
-            if root2:
-                o[j] = (sqrtf(t * K) if real_t is float else sqrt(t * K))
-            else:
-                o[j] = t * K
-    else:
-        for j in range(n):
-            t = (((r0[2 * j] + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1]) * dv
-            t = t if t != 0 else 0
-            if root2:
-                o[j] = (sqrtf(t * K) if real_t is float else sqrt(t * K))
-            else:
-                o[j] = t * K
-
-
 cdef Py_ssize_t _S2_HINT = 8192   # bytes ahead (_fwd_item)
 
 
@@ -295,21 +269,22 @@ def _s2_hint(Py_ssize_t nbytes=-1):
 
 
 cdef inline void _rows2_fused(real_t* o, const real_t* r0, const real_t* r1,
-                              Py_ssize_t n, real_t dv, real_t K, bint root2,
-                              bint square) noexcept nogil:
-    """2 x 2 windows at W stride 1 (two in-bounds rows, p 1 or 2), whole:
+                              Py_ssize_t n, Py_ssize_t sw, real_t dv, real_t K,
+                              bint root2, bint square) noexcept nogil:
+    """2 x 2 windows at W stride ``sw`` = 1 or 2, a constant at each call
+    (two in-bounds rows, p 1 or 2), whole:
     window sum, average (``dv``: the exact reciprocal of 4), rectify, scale
     and root in one loop, with no accumulator row.  The same operations in
     the same order as ``_row_sums`` + ``_finish_row`` (whose sum starts
     from 0: 0 + a equals a, NaN included, and a square is never -0).
     Measured 3.3-3.7x on (8, 64, 112, 112) float32 k2s1 p=2, 1 thread (the
-    tap passes read each input element twice there).  Stride 2:
-    ``_rows2_fused_s2``, with hints (``_fwd_item``)."""
+    tap passes read each input element twice there).  At stride 2 the
+    caller hints the rows ahead (``_fwd_item``)."""
     cdef Py_ssize_t j
     cdef real_t a, b, c, d, t
     if square:
         for j in range(n):
-            a = r0[j]; b = r0[j + 1]; c = r1[j]; d = r1[j + 1]
+            a = r0[sw * j]; b = r0[sw * j + 1]; c = r1[sw * j]; d = r1[sw * j + 1]
             t = (((a * a + b * b) + c * c) + d * d) * dv
             t = t if t != 0 else 0
             if root2:
@@ -318,7 +293,7 @@ cdef inline void _rows2_fused(real_t* o, const real_t* r0, const real_t* r1,
                 o[j] = t * K
     else:
         for j in range(n):
-            t = (((r0[j] + r0[j + 1]) + r1[j]) + r1[j + 1]) * dv
+            t = (((r0[sw * j] + r0[sw * j + 1]) + r1[sw * j]) + r1[sw * j + 1]) * dv
             t = t if t != 0 else 0
             if root2:
                 o[j] = (sqrtf(t * K) if real_t is float else sqrt(t * K))
@@ -450,17 +425,17 @@ cdef inline void _fwd_item(const real_t* x, real_t* out, const G* g,
                         cypool_prefetch(<const char*>(r0 + pfr) + j)
                         cypool_prefetch(<const char*>(r1 + pfr) + j)
                     if g.root.mode == PW_SQRT:
-                        _rows2_fused_s2(orow, r0, r1, blen, <real_t>0.25, <real_t>g.K,
-                                        True, g.fwd.mode == PW_SQ)
+                        _rows2_fused(orow, r0, r1, blen, 2, <real_t>0.25, <real_t>g.K,
+                                     True, g.fwd.mode == PW_SQ)
                     else:
-                        _rows2_fused_s2(orow, r0, r1, blen, <real_t>0.25, <real_t>g.K,
-                                        False, g.fwd.mode == PW_SQ)
+                        _rows2_fused(orow, r0, r1, blen, 2, <real_t>0.25, <real_t>g.K,
+                                     False, g.fwd.mode == PW_SQ)
                     continue
                 if g.root.mode == PW_SQRT:
-                    _rows2_fused(orow, r0, r1, blen, <real_t>0.25, <real_t>g.K, True,
+                    _rows2_fused(orow, r0, r1, blen, 1, <real_t>0.25, <real_t>g.K, True,
                                  g.fwd.mode == PW_SQ)
                 else:
-                    _rows2_fused(orow, r0, r1, blen, <real_t>0.25, <real_t>g.K, False,
+                    _rows2_fused(orow, r0, r1, blen, 1, <real_t>0.25, <real_t>g.K, False,
                                  g.fwd.mode == PW_SQ)
                 continue
             _row_sums(acc, base, g, cd, chh, oh, b0, blen, jf2)
