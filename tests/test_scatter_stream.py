@@ -329,3 +329,29 @@ def test_row_bounds_against_windows():
         for r in range(len(first) - 1):
             assert 0 <= b[r] <= min(first[r + 1:])
     assert row_bounds((2, 2, 1), (4, 4, 4), (2**31, 1, 1), (0, 0, 0)) is None
+
+
+@pytest.mark.usefixtures("stream_everything")
+@pytest.mark.parametrize("limit", [0, 1 << 20, 4 << 20])
+def test_large_planes_into_out(threads, limit):
+    """Planes over 256 KiB are streamed while built into a caller's out= up
+    to ``_rows_plane_max()`` bytes (fresh results only up to 256 KiB); above
+    the limit, and into fresh memory, they are scattered directly."""
+    from cypool._compiled import _kernels
+    rng = np.random.default_rng(21)
+    shape = (1, 2, 9, 70, 66)           # float64 planes of 333 KiB
+    x = rng.standard_normal(shape)
+    x.flat[::31] = 0.25
+    _, idx = cypool.max_pool3d(x, 3, 2, 1, return_indices=True)
+    g = rng.standard_normal(idx.shape)
+    want = _ref(cypool.max_pool3d_backward, g, idx, shape, 3, 2, 1)
+    old = _kernels._rows_plane_max(limit)
+    try:
+        buf, out = _guarded(shape, np.float64, 3)
+        cypool.max_pool3d_backward(g, idx, shape, 3, 2, 1, out=out)
+        np.testing.assert_array_equal(out, want)
+        assert (buf[:3] == 7).all() and (buf[3 + out.size:] == 7).all()
+        np.testing.assert_array_equal(cypool.max_pool3d_backward(g, idx, shape, 3, 2, 1),
+                                      want)
+    finally:
+        _kernels._rows_plane_max(old)
