@@ -172,3 +172,54 @@ def test_avg_kernel_rows_with_gaps(threads, k, s, p):
         np.testing.assert_allclose(gin[:, :, 0], want, rtol=1e-6, atol=1e-7)
     assert (big[:, 0] == 3).all() and (big[:, 4] == 3).all()
     assert (big[..., W:] == 3).all()
+
+
+def _avg_bwd_rows_order(g, H, W, kh, sh, ph, pw):
+    """The planar row kernels' order for 3-wide windows at W stride 2: each
+    input row from +0, covering output rows in order, taps kw = 0, 1, 2 in
+    order, each adding its output's quotient (float32 arithmetic; windows
+    inside the padded extent, so every divisor is 3 * kh)."""
+    OH, OW = g.shape[-2:]
+    out = np.zeros(g.shape[:-2] + (H, W), np.float32)
+    q = (np.float32(0) + g / np.float32(3 * kh)).astype(np.float32)
+    for ih in range(H):
+        for oh in range(OH):
+            if not oh * sh - ph <= ih <= oh * sh - ph + kh - 1:
+                continue
+            for kw in range(3):
+                ow = np.arange(OW)
+                col = 2 * ow + kw - pw
+                ok = (col >= 0) & (col < W)
+                out[..., ih, col[ok]] = out[..., ih, col[ok]] + q[..., oh, ow[ok]]
+    return out
+
+
+@pytest.mark.parametrize("shape,k,s,p", [((2, 3, 13, 37), 3, 2, 1), ((1, 2, 9, 300), 3, 2, 1),
+                                         ((2, 2, 6, 41), (1, 3), (1, 2), (0, 1)),
+                                         ((1, 3, 11, 64), 3, 2, 0)])
+@pytest.mark.parametrize("into_out", [False, True])
+def test_avg_backward_k3_w_stride2_order(threads, shape, k, s, p, into_out):
+    """3-wide windows at W stride 2 add the quotients spread over the input
+    columns in one pass: the same sums, in the same order, as the tap passes
+    (checked bit for bit against that order computed here), NaN, infinities
+    and signed zeros included; into fresh results and a streamed out=."""
+    from cypool._compiled import _kernels
+    kh, sh, ph = (k, s, p) if isinstance(k, int) else (k[0], s[0], p[0])
+    pw = p if isinstance(p, int) else p[1]
+    rng = np.random.default_rng(sum(shape))
+    H, W = shape[2:]
+    with cypool.backend("reference"):
+        oshape = cypool.avg_pool2d(np.zeros(shape, np.float32), k, s, p).shape
+    g = rng.standard_normal(oshape).astype(np.float32)
+    g.flat[::23] = -0.0
+    g.flat[5::41] = np.inf
+    g.flat[9::53] = np.nan
+    want = _avg_bwd_rows_order(g, H, W, kh, sh, ph, pw)
+    old = _kernels._stream_min(0 if into_out else -1)
+    try:
+        with cypool.backend("compiled"):
+            out = np.full(shape, 3.0, np.float32) if into_out else None
+            got = cypool.avg_pool2d_backward(g, shape, k, s, p, out=out)
+    finally:
+        _kernels._stream_min(old)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

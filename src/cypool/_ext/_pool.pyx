@@ -3837,6 +3837,11 @@ cdef inline void _avg_bwd_tiled(const real_t* gorow, real_t* dst, const Geo* g,
             dst[j] = v
 
 
+cdef inline Py_ssize_t _gcap(const Geo* g) noexcept nogil:
+    """Output columns that cover one chunk of an input row, at most."""
+    return _imin(g.osz[2], g.chunk // g.st[2] + g.ks[2] // g.st[2] + 3)
+
+
 cdef inline void _avg_bwd_general(const real_t* go, real_t* dst, const Geo* g,
                                   Py_ssize_t n, Py_ssize_t c, Py_ssize_t a,
                                   Py_ssize_t b, Py_ssize_t odlo, Py_ssize_t odhi,
@@ -3850,11 +3855,36 @@ cdef inline void _avg_bwd_general(const real_t* go, real_t* dst, const Geo* g,
     cdef Py_ssize_t S = g.st[2], P = g.pd[2], K = g.ks[2]
     cdef Py_ssize_t od, oh, ow, kw, off, lo, hi, j, k0, k1
     cdef const real_t* gorow
+    # 3-wide windows at W stride 2: the quotients spread over the input
+    # columns (fb[t + 2 - kw] is what tap kw adds to column a + t; zeros
+    # where none), added in one pass, taps in order: x + 0 is x, and no sum
+    # is -0 (sums start at +0), so every element's sum is that of the tap
+    # passes below, whose shifted read-modify-write passes stalled on store
+    # forwarding and stored stride-2 lanes one by one
+    cdef real_t* fb = gbuf + _lines(_gcap(g) * sizeof(real_t)) // sizeof(real_t)
+    cdef Py_ssize_t nw = owhi - owlo + 1, s0 = 2 * owlo + 2 - a - P
+    cdef bint spread = (S == 2 and K == 3 and s0 >= 0
+                        and s0 + 2 * nw <= (b - a) + 3 and b - a <= g.chunk)
+    cdef real_t v
     for od in range(odlo, odhi + 1):
         for oh in range(ohlo, ohhi + 1):
             gorow = go + n * g.os[0] + c * g.os[1] + od * g.os[2] + oh * g.os[3]
-            _gdiv(gbuf, gorow, g.os[4], owlo, owhi - owlo + 1, override,
-                  fd[od] * fh[oh], fw, uni)
+            _gdiv(gbuf, gorow, g.os[4], owlo, nw, override, fd[od] * fh[oh], fw, uni)
+            if spread:
+                for j in range(s0):
+                    fb[j] = 0
+                for j in range(nw):
+                    fb[s0 + 2 * j] = gbuf[j]
+                    fb[s0 + 2 * j + 1] = 0
+                for j in range(s0 + 2 * nw, (b - a) + 3):
+                    fb[j] = 0
+                for j in range(b - a):
+                    v = dst[j]
+                    v = v + fb[j + 2]
+                    v = v + fb[j + 1]
+                    v = v + fb[j]
+                    dst[j] = v
+                continue
             # taps that land in [a, b) for some covering output
             k0 = _imax(0, a + P - owhi * S)
             k1 = _imin(K, b + P - owlo * S)
@@ -3892,10 +3922,11 @@ cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
     cdef cypool_stream_t* st
     cdef RowPos* pos
     cdef int64_t uni[3]
-    # gbuf holds the covering output columns of one chunk, rowbuf one chunk,
-    # then the thread's streaming state and row position
-    row_off = _lines(_imin(g.osz[2], g.chunk // g.st[2] + g.ks[2] // g.st[2] + 3)
-                     * sizeof(real_t))
+    # gbuf holds the covering output columns of one chunk (and after them,
+    # for 3-wide windows at W stride 2, their spread: _avg_bwd_general),
+    # rowbuf one chunk, then the thread's streaming state and row position
+    row_off = (_lines(_gcap(g) * sizeof(real_t))
+               + _lines((g.chunk + 8) * sizeof(real_t)))
     st_off = row_off + _lines(g.chunk * sizeof(real_t))
     per_thread = st_off + _lines(sizeof(cypool_stream_t)) + _lines(sizeof(RowPos))
     scratch = <char*>malloc(per_thread * g.nthreads + LINE)
