@@ -170,15 +170,15 @@ def test_hint_distance_does_not_change_results(threads):
     _, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
     g = rng.standard_normal(idx.shape).astype(np.float32)
     want = _ref(cypool.max_pool2d_backward, g, idx, shape, 3, 2, 1)
-    old = _kernels._bwd_pf()
+    old = _kernels._bwd_stream_tuning()
     try:
         for pf in (0, 1, 7, 4096, 1 << 20):
-            _kernels._bwd_pf(pf)
+            _kernels._bwd_stream_tuning(pf=pf)
             out = np.full(shape, 5.0, np.float32)
             cypool.max_pool2d_backward(g, idx, shape, 3, 2, 1, out=out)
             np.testing.assert_array_equal(out, want)
     finally:
-        _kernels._bwd_pf(old)
+        _kernels._bwd_stream_tuning(*old)
 
 
 @st.composite
@@ -335,7 +335,7 @@ def test_row_bounds_against_windows():
 @pytest.mark.parametrize("limit", [0, 1 << 20, 4 << 20])
 def test_large_planes_into_out(threads, limit):
     """Planes over 256 KiB are streamed while built into a caller's out= up
-    to ``_rows_plane_max()`` bytes (fresh results only up to 256 KiB); above
+    to ``_bwd_stream_tuning()[1]`` bytes (fresh results only up to 256 KiB); above
     the limit, and into fresh memory, they are scattered directly."""
     from cypool._compiled import _kernels
     rng = np.random.default_rng(21)
@@ -345,7 +345,7 @@ def test_large_planes_into_out(threads, limit):
     _, idx = cypool.max_pool3d(x, 3, 2, 1, return_indices=True)
     g = rng.standard_normal(idx.shape)
     want = _ref(cypool.max_pool3d_backward, g, idx, shape, 3, 2, 1)
-    old = _kernels._rows_plane_max(limit)
+    old = _kernels._bwd_stream_tuning(plane_max=limit)
     try:
         buf, out = _guarded(shape, np.float64, 3)
         cypool.max_pool3d_backward(g, idx, shape, 3, 2, 1, out=out)
@@ -354,4 +354,4 @@ def test_large_planes_into_out(threads, limit):
         np.testing.assert_array_equal(cypool.max_pool3d_backward(g, idx, shape, 3, 2, 1),
                                       want)
     finally:
-        _kernels._rows_plane_max(old)
+        _kernels._bwd_stream_tuning(*old)

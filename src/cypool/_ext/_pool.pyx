@@ -3456,34 +3456,26 @@ cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
         cypool_stream_copy(<char*>gp, <const char*>buf, P * sizeof(real_t))
 
 
+# The streamed max backward's tuning: the largest plane (bytes) streamed
+# while built into a caller's array (fresh results: 256 KiB), and the
+# distance (outputs) at which each row hints the indices and gradients
+# ahead (measured on the (32, 64, 112, 112) k3s2p1 backward, 1 thread: no
+# hints 7.7 ms, 128 6.1, 256 5.4, 512 5.2, 1024 5.3; hints spread through
+# the row, one line per 8 outputs, measured slower)
 cdef Py_ssize_t _ROWS_PLANE_MAX = 4 << 20
-
-
-def _rows_plane_max(Py_ssize_t nbytes=-1):
-    """The largest plane (bytes) the max backward streams while it builds
-    it into a caller's array (fresh results: 256 KiB); ``nbytes >= 0`` sets
-    it.  Returns the previous value."""
-    global _ROWS_PLANE_MAX
-    cdef Py_ssize_t old = _ROWS_PLANE_MAX
-    if nbytes >= 0:
-        _ROWS_PLANE_MAX = nbytes
-    return old
-
-
-# outputs ahead (indices and gradients) that the streamed max backward
-# hints, row by row (measured on the (32, 64, 112, 112) k3s2p1 backward,
-# 1 thread: no hints 7.7 ms, 128 6.1, 256 5.4, 512 5.2, 1024 5.3; hints
-# spread through the row, one line per 8 outputs, measured slower)
 cdef Py_ssize_t _BWD_PF = 512
 
 
-def _bwd_pf(Py_ssize_t n=-1):
-    """The streamed max backward's hint distance (outputs); ``n >= 0`` sets
-    it.  Returns the previous value."""
-    global _BWD_PF
-    cdef Py_ssize_t old = _BWD_PF
-    if n >= 0:
-        _BWD_PF = n
+def _bwd_stream_tuning(Py_ssize_t pf=-1, Py_ssize_t plane_max=-1):
+    """``(hint distance, largest plane)`` of the streamed max backward (see
+    above); each argument that is ``>= 0`` sets its value.  Returns the
+    previous values."""
+    global _BWD_PF, _ROWS_PLANE_MAX
+    cdef tuple old = (_BWD_PF, _ROWS_PLANE_MAX)
+    if pf >= 0:
+        _BWD_PF = pf
+    if plane_max >= 0:
+        _ROWS_PLANE_MAX = plane_max
     return old
 
 
