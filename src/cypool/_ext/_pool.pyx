@@ -3395,13 +3395,13 @@ cdef int _avg_fwd_int(const int_t* x, int_t* out, Geo* g, bint include_pad,
 
 cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
                                 real_t* gi, const Geo* g, Py_ssize_t it,
-                                int* bad, real_t* buf, const int64_t* bnd,
-                                Py_ssize_t seg) noexcept nogil:
+                                int* bad, real_t* buf,
+                                const int64_t* bnd) noexcept nogil:
     """One plane, zeroed and scattered into; with ``buf`` (a contiguous
     plane, streaming on) built in ``buf`` and then copied out with
-    non-temporal stores: with ``bnd`` (the windows' row bounds, see
-    ``scatter_stream.h``, one per ``seg`` outputs; ``buf`` zero on entry and
-    left zero) streamed out part by part as it is built, else after it."""
+    non-temporal stores: with ``bnd`` (the windows' row bounds, one per
+    output row, see ``scatter_stream.h``; ``buf`` zero on entry and left
+    zero) streamed out part by part as it is built, else after it."""
     cdef Py_ssize_t n = it // g.C, c = it % g.C
     cdef Py_ssize_t od, oh, ow, P = g.isz[0] * g.isz[1] * g.isz[2]
     cdef Py_ssize_t e = g.xs[4]
@@ -3416,12 +3416,12 @@ cdef inline void _max_bwd_plane(const real_t* go, const int64_t* idx,
             if real_t is float:
                 if cypool_max_bwd_stream_f32(go + n * g.os[0] + c * g.os[1],
                                              idx + n * g.js[0] + c * g.js[1],
-                                             Q, seg, bnd, buf, gp, P, _BWD_PF):
+                                             Q, g.osz[2], bnd, buf, gp, P, _BWD_PF):
                     bad[0] = 1
             else:
                 if cypool_max_bwd_stream_f64(go + n * g.os[0] + c * g.os[1],
                                              idx + n * g.js[0] + c * g.js[1],
-                                             Q, seg, bnd, buf, gp, P, _BWD_PF):
+                                             Q, g.osz[2], bnd, buf, gp, P, _BWD_PF):
                     bad[0] = 1
             return
         # contiguous volumes: one flat loop (small_kernels.h; 1.5x on
@@ -3480,7 +3480,7 @@ def _bwd_stream_tuning(Py_ssize_t pf=-1, Py_ssize_t plane_max=-1):
 
 
 cdef int _max_bwd(const real_t* go, const int64_t* idx, real_t* gi,
-                  Geo* g, const int64_t* bnd, Py_ssize_t seg) noexcept nogil:
+                  Geo* g, const int64_t* bnd) noexcept nogil:
     cdef Py_ssize_t it, nitems = g.N * g.C, per = 0
     cdef char* planes = NULL
     cdef real_t* buf
@@ -3504,7 +3504,7 @@ cdef int _max_bwd(const real_t* go, const int64_t* idx, real_t* gi,
         tid = cypool_omp_get_thread_num()
         buf = <real_t*>(_aligned(planes) + tid * per) if planes != NULL else NULL
         for it in prange(nitems, schedule='static'):
-            _max_bwd_plane(go, idx, gi, g, it, bad + tid * slot, buf, bnd, seg)
+            _max_bwd_plane(go, idx, gi, g, it, bad + tid * slot, buf, bnd)
         if buf != NULL:
             cypool_sfence()     # the streamed stores, visible before the join
     free(planes)
@@ -3855,8 +3855,8 @@ cdef inline void _avg_bwd_general(const real_t* go, real_t* dst, const Geo* g,
     # forwarding and stored stride-2 lanes one by one
     cdef real_t* fb = gbuf + _lines(_gcap(g) * sizeof(real_t)) // sizeof(real_t)
     cdef Py_ssize_t nw = owhi - owlo + 1, s0 = 2 * owlo + 2 - a - P
-    cdef bint spread = (S == 2 and K == 3 and s0 >= 0
-                        and s0 + 2 * nw <= (b - a) + 3 and b - a <= g.chunk)
+    # (fb holds g.chunk + 8 elements: _avg_bwd; b - a <= g.chunk)
+    cdef bint spread = S == 2 and K == 3 and s0 >= 0 and s0 + 2 * nw <= (b - a) + 3
     cdef real_t v
     for od in range(odlo, odhi + 1):
         for oh in range(ohlo, ohhi + 1):
@@ -5154,7 +5154,6 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
     cdef bint fits_rows = fits or (stream and _wants_stream(grad_in) and g.xs[4] == 1
                                    and pbytes <= _ROWS_PLANE_MAX)
     cdef const int64_t* bnd = NULL
-    cdef Py_ssize_t seg = g.osz[2]
     # streamed while built: into fresh memory too (measured 1.27x there, 1
     # thread, 1.16x at 2); volumes of one output row (1-d pooling) are
     # copied out whole, and only into a caller's array: cut into parts of
@@ -5167,9 +5166,9 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
     g.stream = bnd != NULL or (stream and fits)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            rc = _max_bwd(<const float*>gop, ip, <float*>gip, &g, bnd, seg)
+            rc = _max_bwd(<const float*>gop, ip, <float*>gip, &g, bnd)
         elif typenum == cnp.NPY_FLOAT64:
-            rc = _max_bwd(<const double*>gop, ip, <double*>gip, &g, bnd, seg)
+            rc = _max_bwd(<const double*>gop, ip, <double*>gip, &g, bnd)
         else:
             rc = -3
     _raise_rc(rc, "max pooling backward", grad_out.dtype)
@@ -5182,16 +5181,6 @@ cdef const int64_t* _bounds_of(cnp.ndarray bounds, Py_ssize_t n) except NULL:
             or not cnp.PyArray_IS_C_CONTIGUOUS(bounds)):
         raise ValueError(f"bounds must be a contiguous int64 array of {n} elements")
     return <const int64_t*>cnp.PyArray_DATA(bounds)
-    for od in range(OD):
-        for oh in range(OH):
-            a = P
-            b = P
-            if oh + 1 < OH:
-                a = (_imax(0, od * sd - pd) * H + _imax(0, (oh + 1) * sh - ph)) * W
-            if od + 1 < OD:
-                b = _imax(0, (od + 1) * sd - pd) * H * W
-            bnd[od * OH + oh] = _imin(_imin(a, b), P)
-    return bnd
 
 
 def avg_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray grad_in not None,
