@@ -185,3 +185,37 @@ def test_cube_2x2x2_bitwise(dtype, stride, padding):
             else:
                 np.testing.assert_array_equal(got, want, err_msg=msg)
                 np.testing.assert_array_equal(got_r, want_r, err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("big", [False, True], ids=["hints ahead", "next-row hints"])
+def test_square_channels_last_runs(dtype, k, big):
+    """Channels-last square windows: the interior positions of a row go
+    through one loop (``_max_cl_run``), the border ones one by one.  Widths
+    around every split between them, strides 1-3, padding and ceil mode,
+    with both kinds of prefetch hints (``_big_input(0)``: hint the next
+    output row's input rows)."""
+    from cypool._compiled import _kernels
+    rng = np.random.default_rng(zlib.crc32(repr((k, big, str(dtype))).encode()))
+    old = _kernels._big_input(0 if big else -1)
+    try:
+        for w in (2, 3, 4, 5, 6, 9, 10, 11, 24, 37):
+            for s, p, ceil in itertools.product((1, 2, 3), range(k // 2 + 1),
+                                                (False, True)):
+                if w + 2 * p < k:
+                    continue
+                c = int(rng.choice([16, 32, 48]))
+                x = _data(rng, (2, 5, w, c), dtype, 0.01)
+                args = ((k, k), (s, s), p, 1, ceil)
+                with cypool.backend("reference"):
+                    want = cypool.max_pool2d(x, *args, channels_last=True)
+                for th in (1, 2):
+                    with cypool.num_threads(th):
+                        got = cypool.max_pool2d(x, *args, channels_last=True)
+                    np.testing.assert_array_equal(
+                        _bits(got), _bits(want),
+                        err_msg=f"width {w} stride {s} padding {p} ceil {ceil} C {c}")
+    finally:
+        if big:
+            _kernels._big_input(old)

@@ -1981,10 +1981,44 @@ cdef inline bint _max_cl_win(mode_t* mode, pool_t* o, const pool_t** rp,
     return nf
 
 
+cdef inline void _max_cl_run(pool_t* o, Py_ssize_t os4, const pool_t** rp,
+                             Py_ssize_t s0, const Geo* g, Py_ssize_t K,
+                             Py_ssize_t n, const char* pf, Py_ssize_t pfr,
+                             Py_ssize_t pfd, Py_ssize_t pfw,
+                             Py_ssize_t w0) noexcept nogil:
+    """``n`` consecutive interior windows of ``_max_cl_item``'s square case
+    (every tap in bounds; window i's first column ``s0 + i*S``), without
+    the per-position bookkeeping.  ``pf`` not NULL: as ``_prefetch_cl``,
+    hint columns [w, w + S) of ``pfr`` rows from ``pf`` (and ``pfd``
+    depth slices, at most one here), w = ``w0 + pfw + i*S``, where in the
+    row."""
+    cdef Py_ssize_t i, k, off, w, S = g.st[2], ws = g.xs[4], C = g.C
+    cdef Py_ssize_t nb = S * C * <Py_ssize_t>sizeof(pool_t)
+    cdef Py_ssize_t rs = g.xs[3] * <Py_ssize_t>sizeof(pool_t)
+    cdef Py_ssize_t co[3]
+    cdef const char* p
+    if pfd != 1 or pfr > 8:
+        pf = NULL
+    for i in range(n):
+        w = w0 + pfw + i * S
+        if pf != NULL and w + S <= g.isz[2]:
+            p = pf + w * ws * <Py_ssize_t>sizeof(pool_t)
+            for k in range(pfr):
+                for off in range(0, nb, 64):
+                    cypool_prefetch(p + off)
+                p += rs
+        co[0] = (s0 + i * S) * ws
+        co[1] = co[0] + ws
+        co[2] = co[1] + ws
+        if _max_cl_win(<_Fast*>NULL, o + i * os4, rp, co, K, C):
+            _max_cl_win(<_Exact*>NULL, o + i * os4, rp, co, K, C)
+
+
 cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
                               const Geo* g, Py_ssize_t it) noexcept nogil:
     cdef Py_ssize_t n, od, oh0, oh1, oh, a, b, ow, d0, h0, dlo, dhi, hlo, hhi
     cdef Py_ssize_t pfw = 0, K = g.ks[2], s0, k, wlo, whi, nlo, nhi
+    cdef Py_ssize_t run_lo, run_hi
     cdef Py_ssize_t co[3]
     cdef const pool_t* rp[3]
     cdef pool_t* o
@@ -2015,7 +2049,31 @@ cdef inline void _max_cl_item(const pool_t* x, pool_t* out, int64_t* idx,
         # this position (1.10x k2s2, 1.14x k3s2p1 at (32, 112, 112, 64)
         # float32); otherwise the current rows a few KiB ahead
         _next_row_taps(g, sizeof(pool_t), oh, &nlo, &nhi)
+        run_lo = run_hi = a
+        if sq and hlo < hhi:
+            # the interior positions (every column of the window in the
+            # row) in one loop, ``_max_cl_run``; the others below
+            run_lo = _imin(b, _imax(a, _ceildiv(g.pd[2], g.st[2])))
+            run_hi = _imax(run_lo, _imin(b, _floordiv(g.isz[2] - K + g.pd[2], g.st[2]) + 1))
+            if run_hi > run_lo:
+                s0 = run_lo * g.st[2] - g.pd[2]
+                o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + run_lo * g.os[4]
+                if pfw == 0:
+                    _max_cl_run(o, g.os[4], rp, s0, g, K, run_hi - run_lo,
+                                NULL, 0, 0, 0, 0)
+                elif nlo < nhi:
+                    _max_cl_run(o, g.os[4], rp, s0, g, K, run_hi - run_lo,
+                                <const char*>(x + n * g.xs[0] + d0 * g.xs[2]
+                                              + (h0 + g.st[1] + nlo) * g.xs[3]),
+                                nhi - nlo, dhi - dlo, 0, s0)
+                else:
+                    _max_cl_run(o, g.os[4], rp, s0, g, K, run_hi - run_lo,
+                                <const char*>(x + n * g.xs[0] + d0 * g.xs[2]
+                                              + (h0 + hlo) * g.xs[3]),
+                                hhi - hlo, dhi - dlo, pfw, s0)
         for ow in range(a, b):
+            if run_lo <= ow < run_hi:
+                continue
             if pfw > 0:
                 if nlo < nhi:
                     _prefetch_cl(<const char*>(x + n * g.xs[0]), g, sizeof(pool_t), d0,
