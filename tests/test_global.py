@@ -334,3 +334,50 @@ def test_one_bin_backward_keeps_negative_zero(nd, channels_last, backend):
         g2 = getattr(cypool, f"adaptive_avg_pool{nd}d_backward")(
             go2, shape_in, channels_last=channels_last)
     assert not np.signbit(g2).any()
+
+
+def lane_mean(x):
+    """The compiled planar kernel's order, written out in numpy: eight lanes
+    over the flat scan position (lane j sums elements j, j+8, ... of the
+    whole groups of eight, in order), combined as
+    ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)), then the tail left to right, then
+    divided by the plane size; in the input's dtype throughout."""
+    planes = x.reshape(x.shape[0] * x.shape[1], -1)
+    P = planes.shape[1]
+    full = P // 8 * 8
+    dt = x.dtype.type
+    if full:
+        a = planes[:, 0:8].copy()
+        for k in range(8, full, 8):
+            a = a + planes[:, k:k + 8]
+        s = ((a[:, 0] + a[:, 4]) + (a[:, 2] + a[:, 6])) + ((a[:, 1] + a[:, 5])
+                                                          + (a[:, 3] + a[:, 7]))
+    else:
+        s = np.zeros(planes.shape[0], x.dtype)
+    for k in range(full, P):
+        s = s + planes[:, k]
+    return (s / dt(P)).reshape(x.shape[:2])
+
+
+@requires_compiled
+@pytest.mark.parametrize("ahead", [0, 1, 64, 100, 8192, 1 << 20])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_average_hints(ahead, dtype):
+    """The contiguous global average hints its input ahead for large inputs
+    (``_gavg_hints``); here on small ones, at odd distances (the hints run
+    past the array's end near the last plane), bit for bit the kernel's
+    documented order computed in numpy."""
+    from cypool._compiled import family
+    k = family("_adaptive")
+    rng = np.random.default_rng(ahead)
+    old = k._gavg_hints(ahead, 0)
+    try:
+        for shape in [(3, 70, 7, 7), (1, 130, 3, 5), (2, 65, 1, 1), (4, 64, 16, 16),
+                      (1, 3, 2, 3, 7)]:
+            x = rng.standard_normal(shape).astype(dtype)
+            want = lane_mean(x)
+            for th in (1, 2):
+                with cypool.num_threads(th):
+                    same_bits(cypool.global_avg_pool(x), want)
+    finally:
+        k._gavg_hints(*old)
