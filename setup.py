@@ -273,7 +273,8 @@ def _extensions():
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             depends=[f"src/cypool/_ext/{base}.pyx", "src/cypool/_ext/omp_shim.h",
                      "src/cypool/_ext/small_kernels.h", "src/cypool/_ext/sep_kernels.h",
-                     "src/cypool/_ext/pix3_kernels.h", "src/cypool/_ext/scatter_stream.h"],
+                     "src/cypool/_ext/pix3_kernels.h", "src/cypool/_ext/scatter_stream.h",
+                     "src/cypool/_ext/pair_kernels.h"],
             optional=optional,
         )
 

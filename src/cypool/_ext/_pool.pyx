@@ -75,6 +75,13 @@ cdef extern from "small_kernels.h" nogil:
     void cypool_small_avg_bwd_f32(const float* go, const int32_t* off, const int32_t* cnt, const float* dv, Py_ssize_t Q, float* gi, Py_ssize_t P)
     void cypool_small_avg_bwd_f64(const double* go, const int32_t* off, const int32_t* cnt, const double* dv, Py_ssize_t Q, double* gi, Py_ssize_t P)
 
+cdef extern from "pair_kernels.h" nogil:
+    int CYPOOL_HAVE_PAIR
+    void cypool_pair_max_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
+    void cypool_pair_argmax_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, int64_t* oi, Py_ssize_t js, int64_t b0, int64_t w)
+    void cypool_pair_avg_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os, float dv)
+
+
 cdef extern from "scatter_stream.h" nogil:
     int cypool_max_bwd_stream_f32(const float* go, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, float* buf, float* gp, Py_ssize_t P, Py_ssize_t pf)
     int cypool_max_bwd_stream_f64(const double* go, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, double* buf, double* gp, Py_ssize_t P, Py_ssize_t pf)
@@ -4267,6 +4274,9 @@ cdef inline bint _tile_max_rows(const pool_t* x, const Geo* g, pool_t* o, Py_ssi
                                 Py_ssize_t KD, int wide, Py_ssize_t OH) noexcept nogil:
     cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], OW = g.osz[2]
     cdef Py_ssize_t os = g.os[3]
+    if pool_t is float and _pair_ok(K, KD, OW, 4):
+        cypool_pair_max_f32(x, rs, OH, OW, o, os)     # exact: no alarm
+        return 0
     if pool_t is float:
         return cypool_tile_max_f32(wide, KD, K, x, ds, rs, OH, OW, o, os)
     elif pool_t is double:
@@ -4312,7 +4322,9 @@ cdef inline void _tile_avg_rows(const real_t* x, const Geo* g, real_t* o, Py_ssi
                                 Py_ssize_t OH) noexcept nogil:
     cdef Py_ssize_t ds = g.xs[2], rs = g.xs[3], OW = g.osz[2]
     cdef Py_ssize_t os = g.os[3]
-    if real_t is float:
+    if real_t is float and _pair_ok(K, KD, OW, 4):
+        cypool_pair_avg_f32(x, rs, OH, OW, o, os, dv)
+    elif real_t is float:
         cypool_tile_avg_f32(wide, KD, K, x, ds, rs, OH, OW, o, os, dv)
     else:
         cypool_tile_avg_f64(wide, KD, K, x, ds, rs, OH, OW, o, os, dv)
@@ -4354,9 +4366,12 @@ cdef Py_ssize_t _tiling(const Geo* g, Py_ssize_t elsize, int nthreads, bint is_m
     if argmax:
         # with indices: 2-d 2x2 windows, rows of _TABLE_OW_IDX outputs (the
         # table path below) up to _TILE_ARGMAX_ROW bytes, AVX2 builds (see
-        # cypool_tile_argmax)
-        if not (CYPOOL_HAVE_TILE_ARGMAX and K == 2 and KD[0] == 1
-                and _TABLE_OW_IDX <= g.osz[2] and g.osz[2] * elsize < _TILE_ARGMAX_ROW):
+        # cypool_tile_argmax); float32 rows of at most 8 outputs in AVX-512
+        # builds (pair_kernels.h: (32, 512, 14, 14) 2.3x the table)
+        if not (K == 2 and KD[0] == 1 and (
+                CYPOOL_HAVE_TILE_ARGMAX and _TABLE_OW_IDX <= g.osz[2]
+                and g.osz[2] * elsize < _TILE_ARGMAX_ROW
+                or _pair_ok(K, KD[0], g.osz[2], elsize))):
             return 0
         wide[0] = 0
     elif K == 2 and (KD[0] == 1 and wide[0] or KD[0] == 2 and is_max):
@@ -4386,6 +4401,28 @@ cdef int _max_tile(const pool_t* x, pool_t* out, const Geo* g, Py_ssize_t K,
     return 0
 
 
+cdef bint _PAIR = True     # pair_kernels.h where the build has it
+
+
+def _pair_rows(int on=-1):
+    """Whether float32 max (with or without indices) and average pooling
+    over 2x2 tiling windows take the AVX-512 kernels for output rows of at
+    most 8 (pair_kernels.h) in builds that have them; ``on`` 0 or 1 sets it
+    (tests compare with the other paths).  Returns the previous setting."""
+    global _PAIR
+    cdef bint old = _PAIR
+    if on >= 0:
+        _PAIR = on != 0
+    return old
+
+
+cdef inline bint _pair_ok(Py_ssize_t K, Py_ssize_t KD, Py_ssize_t OW,
+                          Py_ssize_t elsize) noexcept nogil:
+    """Do the pair kernels take these 2x2 tiling rows (float32, output rows
+    of at most 8 values; ``_tiling`` checked the rest)?"""
+    return CYPOOL_HAVE_PAIR and _PAIR and elsize == 4 and K == 2 and KD == 1 and OW <= 8
+
+
 cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
                       const Geo* g) noexcept nogil:
     """Max with indices over 2-d 2x2 tiling windows (cypool_tile_argmax):
@@ -4395,6 +4432,7 @@ cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
     cdef char* mine
     cdef int tid
     cdef int64_t b0
+    cdef bint pair = _pair_ok(2, 1, g.osz[2], sizeof(real_t))
     if scratch == NULL:
         return -1
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
@@ -4406,7 +4444,13 @@ cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
             n = nc // g.C
             c = nc - n * g.C
             b0 = od * g.st[0] * g.isz[1] * g.isz[2]
-            if real_t is float:
+            if real_t is float and pair:
+                cypool_pair_argmax_f32(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+                                       g.xs[3], g.osz[1], g.osz[2],
+                                       out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3],
+                                       idx + n * g.js[0] + c * g.js[1] + od * g.js[2], g.js[3],
+                                       b0, g.isz[2])
+            elif real_t is float:
                 cypool_tile_argmax_f32(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
                                        g.xs[2], g.xs[3], g.osz[1], g.osz[2],
                                        out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3],
