@@ -77,20 +77,21 @@ def small_planes(mode):
     tap tables) and the separable 3x3/2 max kernel: "auto" (the built-in
     thresholds), "on" (every planar call the small-plane paths can take, 2-d
     tilings at 128-bit vectors, indices through the table; the separable
-    kernel and the AVX-512 argmax of short rows off, so that 3x3/2 windows
-    and those rows take the table), "wide" (2-d 3x3 tilings at the build's
-    vector width, indices of 2-d tilings through the tiling argmax kernels
-    where the build has them, the separable kernel at every row length) or
-    "off" (the row kernels only).  The compiled kernels' settings, restored
+    kernel off, so that 3x3/2 windows take the table), "wide" (2-d 3x3
+    tilings at the build's vector width, indices of 2-d tilings through the
+    tiling argmax kernel where the build has it, the separable kernel at
+    every row length) or "off" (the row kernels only); the AVX-512 kernels
+    of short rows (pair_kernels.h) with "auto" only.  The compiled kernels' settings, restored
     afterwards."""
     from cypool._compiled import _kernels
     big = 1 << 40
     limits = {"auto": None, "on": (big, big, big, 1, big), "wide": (0, big, 0, 1, big),
               "off": (0, 0, 0, 0, 0)}[mode]
     sep = {"auto": None, "on": (0, 0), "wide": (1, 0), "off": (0, 0)}[mode]
-    # the AVX-512 argmax of rows of at most 8 outputs stays on with "auto"
-    # and "wide", and is off with "on" so that the table takes those rows
-    pair = {"auto": None, "on": 0, "wide": 1, "off": 0}[mode]
+    # the AVX-512 kernels of short rows (pair_kernels.h, tested on their own
+    # in test_pair_kernels.py) stay on with "auto" only, so that the other
+    # modes reach the paths they name
+    pair = {"auto": None, "on": 0, "wide": 0, "off": 0}[mode]
     old = _kernels._small_rows()
     old_sep = _kernels._sep3()
     old_pair = _kernels._pair_rows()

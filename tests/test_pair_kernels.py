@@ -166,3 +166,61 @@ def test_input_ending_at_an_unreadable_page(w):
         libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 3)  # PROT_READ | PROT_WRITE
         del a
         buf.close()
+
+
+def _check_max(x, *args, **kw):
+    nd = x.ndim - 2
+    mp = getattr(cypool, f"max_pool{nd}d")
+    with cypool.backend("reference"):
+        want = mp(x, *args, **kw)
+    for th in (1, 2):
+        with cypool.num_threads(th):
+            got = mp(x, *args, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("h", [3, 4, 5, 6, 13, 14, 15, 16])
+def test_max_3x3_stride_2_bitwise(h):
+    """3x3 windows at stride 2 (``cypool_pair3_max``): rows of 1-7 outputs
+    and the widths past them (8 outputs and more take the other paths),
+    either rounding, strides 1 and 3 as controls."""
+    rng = np.random.default_rng(100 + h)
+    for w in range(3, 20):
+        x = _data(rng, (3, 4, h, w))
+        for ceil in (False, True):
+            _check_max(x, 3, 2, 0, ceil_mode=ceil)
+        _check_max(x, 3, (2, 1))
+        _check_max(x, 3, (1, 2))
+
+
+def test_max_3x3_views_and_3d():
+    rng = np.random.default_rng(7)
+    base = _data(rng, (2, 6, 13, 40))
+    for v in [base[..., 5:18], base[:, :, ::-1, :13], np.repeat(base, 2, axis=2)[:, :, ::2, 2:17],
+              base[:, ::-1, :, :15]]:
+        _check_max(v, 3, 2)
+    x = _data(rng, (2, 3, 5, 11, 13))
+    for sd in (1, 2):
+        _check_max(x, (1, 3, 3), (sd, 2, 2))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect via libc")
+@pytest.mark.parametrize("w", [3, 13, 15, 16])
+def test_max_3x3_input_ending_at_an_unreadable_page(w):
+    page = mmap.PAGESIZE
+    buf = mmap.mmap(-1, 3 * page)
+    libc = ctypes.CDLL(None, use_errno=True)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 0) == 0  # PROT_NONE
+    try:
+        rng = np.random.default_rng(w)
+        shape = (1, 3, 7, w)
+        n = int(np.prod(shape))
+        a = np.frombuffer(buf, np.float32, count=n, offset=2 * page - 4 * n).reshape(shape)
+        a[...] = _data(rng, shape)
+        _check_max(a, 3, 2)
+    finally:
+        libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 3)  # PROT_READ | PROT_WRITE
+        del a
+        buf.close()

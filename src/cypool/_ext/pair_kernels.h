@@ -1,7 +1,8 @@
 /* Planar pooling over 2 x 2 windows at stride 2 x 2 (no padding or
  * dilation) of float32 planes whose output rows hold at most 8 values
  * (e.g. 14 x 14 -> 7 x 7, the last stage of many networks): max, max with
- * indices and average, one output row per step in AVX-512 registers.  At
+ * indices and average, one output row per step in AVX-512 registers; and
+ * max over 3 x 3 windows at stride 2 x 2 of rows of at most 7 outputs.  At
  * such widths the other paths spend their time on short vectors (the
  * 128-bit tiling kernels) or on the gathers of a tap table (with indices).
  *
@@ -130,6 +131,48 @@ static inline void cypool_pair_avg_f32(const float* x, ptrdiff_t rs,
         _mm512_mask_storeu_ps(o + oh * os, om, _mm512_div_ps(s, dvv));
     }
 }
+/* 3 x 3 windows at stride 2 x 2, values: output rows of at most 7 (so that
+ * window j's last column, 2j + 2, lies in the same 16 lanes as its row).
+ * Two input rows per step, one in each half (lanes 0-6 and 8-14), each
+ * reduced to its row maxima (columns 2j, 2j+1, 2j+2 by PyTorch's rule, in
+ * that order); an output row is its three window rows' maxima by the same
+ * rule, rows in order: rows first, as the max with indices above.  Row
+ * 2oh + 2 serves output rows oh and oh + 1 and is reduced once.  lm: the
+ * 2*OW + 1 columns the windows read. */
+static inline void cypool_pair3_max_f32(const float* x, ptrdiff_t rs,
+        ptrdiff_t OH, ptrdiff_t OW, float* o, ptrdiff_t os) {
+    const __mmask16 lm = (__mmask16)((1u << (2 * OW + 1)) - 1u);
+    const __mmask16 om = (__mmask16)((1u << OW) - 1u);
+    const __m512i c0 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14,
+                                         16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i c1 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15,
+                                         17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i c2 = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 0,
+                                         18, 20, 22, 24, 26, 28, 30, 16);
+    __m512 r, m, v, top;
+    ptrdiff_t oh;
+#define CYPOOL_PAIR3_ROWMAX(out, ra, rb) do {                                     \
+        __m512 t0_ = _mm512_permutex2var_ps((ra), c0, (rb));                      \
+        __m512 t1_ = _mm512_permutex2var_ps((ra), c1, (rb));                      \
+        __m512 t2_ = _mm512_permutex2var_ps((ra), c2, (rb));                      \
+        t0_ = _mm512_mask_blend_ps(CYPOOL_PAIR_TAKES(t1_, t0_), t0_, t1_);        \
+        (out) = _mm512_mask_blend_ps(CYPOOL_PAIR_TAKES(t2_, t0_), t0_, t2_);      \
+    } while (0)
+    /* row 0's maxima, in lanes 0-7 */
+    r = CYPOOL_PAIR_LOAD(lm, x);
+    CYPOOL_PAIR3_ROWMAX(top, r, r);
+    for (oh = 0; oh < OH; oh++) {
+        const float* a = x + (2 * oh + 1) * rs;
+        __m512 ra = CYPOOL_PAIR_LOAD(lm, a), rb = CYPOOL_PAIR_LOAD(lm, a + rs);
+        CYPOOL_PAIR3_ROWMAX(v, ra, rb);          /* rows 2oh+1 | 2oh+2 */
+        m = _mm512_mask_blend_ps(CYPOOL_PAIR_TAKES(v, top), top, v);
+        v = CYPOOL_PAIR_HI(v);
+        m = _mm512_mask_blend_ps(CYPOOL_PAIR_TAKES(v, m), m, v);
+        _mm512_mask_storeu_ps(o + oh * os, om, m);
+        top = v;
+    }
+#undef CYPOOL_PAIR3_ROWMAX
+}
 #else
 #define CYPOOL_HAVE_PAIR 0
 /* never called (CYPOOL_HAVE_PAIR is 0): the symbols _pool.pyx names */
@@ -146,6 +189,10 @@ static inline void cypool_pair_argmax_f32(const float* x, ptrdiff_t rs,
 static inline void cypool_pair_avg_f32(const float* x, ptrdiff_t rs,
         ptrdiff_t OH, ptrdiff_t OW, float* o, ptrdiff_t os, float dv) {
     (void)x; (void)rs; (void)OH; (void)OW; (void)o; (void)os; (void)dv;
+}
+static inline void cypool_pair3_max_f32(const float* x, ptrdiff_t rs,
+        ptrdiff_t OH, ptrdiff_t OW, float* o, ptrdiff_t os) {
+    (void)x; (void)rs; (void)OH; (void)OW; (void)o; (void)os;
 }
 #endif
 
