@@ -36,6 +36,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import functools
+
 import numpy as np
 
 from . import _backend
@@ -98,7 +100,8 @@ def _lp_pool(nd, op, input, norm_type, kernel_size, stride, ceil_mode,
     if _backend.use_compiled():
         from . import _compiled
 
-        _compiled.run(_compiled.family("_lp").lp_pool_forward,
+        _compiled.run(functools.partial(_compiled.family("_lp").lp_pool_forward,
+                                        stream=out is not None),
                       _as5d(x, nd), _as5d(res4, nd), _three(geom.kernel, 1),
                       _three(geom.stride, 1), p)
     else:
