@@ -8,11 +8,10 @@ what is checked, not only its value, and the sign of zero sums; strided,
 reversed and 3-d inputs, outputs at odd offsets, and input that ends at
 an unreadable page."""
 
+import contextlib
 import ctypes
-import itertools
 import mmap
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -144,28 +143,37 @@ def test_avg_divisor_override():
         _same_avg(cypool.avg_pool2d(x, 2, divisor_override=dv), want)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect via libc")
-@pytest.mark.parametrize("w", [2, 14, 15, 16])
-def test_input_ending_at_an_unreadable_page(w):
-    """Input whose last element is the last byte before a page that cannot
-    be read: a load past the last window's columns would crash the run."""
+@contextlib.contextmanager
+def _guarded(shape, seed):
+    """A float32 array of ``shape`` (random test data) whose last element
+    is the last one before a page that cannot be read (Linux, mprotect
+    through libc)."""
     page = mmap.PAGESIZE
     buf = mmap.mmap(-1, 3 * page)
     libc = ctypes.CDLL(None, use_errno=True)
     addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     assert libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 0) == 0  # PROT_NONE
+    n = int(np.prod(shape))
+    a = np.frombuffer(buf, np.float32, count=n, offset=2 * page - 4 * n).reshape(shape)
     try:
-        rng = np.random.default_rng(w)
-        shape = (1, 3, 6, w)
-        n = int(np.prod(shape))
-        a = np.frombuffer(buf, np.float32, count=n, offset=2 * page - 4 * n).reshape(shape)
-        a[...] = _data(rng, shape)
-        _check(a, 2)
+        a[...] = _data(np.random.default_rng(seed), shape)
+        yield a
     finally:
+        # readable again before the mapping goes (with the last array on it)
         libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 3)  # PROT_READ | PROT_WRITE
-        del a
-        buf.close()
+
+
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect via libc")
+
+
+@LINUX
+@pytest.mark.parametrize("w", [2, 14, 15, 16])
+def test_input_ending_at_an_unreadable_page(w):
+    """Input whose last element is the last byte before a page that cannot
+    be read: a load past the last window's columns would crash the run."""
+    with _guarded((1, 3, 6, w), w) as a:
+        _check(a, 2)
 
 
 def _check_max(x, *args, **kw):
@@ -204,23 +212,8 @@ def test_max_3x3_views_and_3d():
         _check_max(x, (1, 3, 3), (sd, 2, 2))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect via libc")
+@LINUX
 @pytest.mark.parametrize("w", [3, 13, 15, 16])
 def test_max_3x3_input_ending_at_an_unreadable_page(w):
-    page = mmap.PAGESIZE
-    buf = mmap.mmap(-1, 3 * page)
-    libc = ctypes.CDLL(None, use_errno=True)
-    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    assert libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 0) == 0  # PROT_NONE
-    try:
-        rng = np.random.default_rng(w)
-        shape = (1, 3, 7, w)
-        n = int(np.prod(shape))
-        a = np.frombuffer(buf, np.float32, count=n, offset=2 * page - 4 * n).reshape(shape)
-        a[...] = _data(rng, shape)
+    with _guarded((1, 3, 7, w), w) as a:
         _check_max(a, 3, 2)
-    finally:
-        libc.mprotect(ctypes.c_void_p(addr + 2 * page), page, 3)  # PROT_READ | PROT_WRITE
-        del a
-        buf.close()

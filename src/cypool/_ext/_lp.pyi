@@ -15,7 +15,11 @@ def lp_pool_forward(
     stride: tuple[int, int, int],
     p: float,
     nthreads: int,
-) -> None: ...
+    stream: bool = False,
+) -> None:
+    """``stream``: ``out`` is the caller's array (the fused stride-2 rows of
+    a large one are written with non-temporal stores)."""
+
 def lp_pool_backward(
     grad_out: npt.NDArray[np.floating],
     x: npt.NDArray[np.floating],

@@ -4384,17 +4384,32 @@ cdef Py_ssize_t _tiling(const Geo* g, Py_ssize_t elsize, int nthreads, bint is_m
     return K
 
 
+cdef struct Slice:
+    Py_ssize_t n, c, od
+
+
+cdef inline Slice _slice_of(const Geo* g, Py_ssize_t it) noexcept nogil:
+    """Work item ``it`` of the loops over (n, c, od) slices."""
+    cdef Slice s
+    cdef Py_ssize_t nc = it // g.osz[0]
+    s.od = it - nc * g.osz[0]
+    s.n = nc // g.C
+    s.c = nc - s.n * g.C
+    return s
+
+
 cdef int _max_tile(const pool_t* x, pool_t* out, const Geo* g, Py_ssize_t K,
                    Py_ssize_t KD, int wide) noexcept nogil:
-    cdef Py_ssize_t it, n, c, od, nc
+    cdef Py_ssize_t it, n, c, od
+    cdef Slice sl
     cdef const pool_t* xv
     cdef pool_t* o
     for it in prange(g.N * g.C * g.osz[0], nogil=True, schedule='static',
                      num_threads=g.nthreads, use_threads_if=g.parallel):
-        od = it % g.osz[0]
-        nc = it // g.osz[0]
-        n = nc // g.C
-        c = nc - n * g.C
+        sl = _slice_of(g, it)
+        n = sl.n
+        c = sl.c
+        od = sl.od
         xv = x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2]
         o = out + n * g.os[0] + c * g.os[1] + od * g.os[2]
         if _tile_max(xv, g, o, K, KD, wide, _next_off(g, n, c, od, 0, g.osz[1], 0, g.osz[2])):
@@ -4438,13 +4453,14 @@ cdef bint _pair3_ok(const Geo* g, Py_ssize_t elsize) noexcept nogil:
 
 cdef int _pair3_run(const float* x, float* out, const Geo* g) noexcept nogil:
     """``cypool_pair3_max_f32`` over every (n, c, od) slice."""
-    cdef Py_ssize_t it, n, c, od, nc
+    cdef Py_ssize_t it, n, c, od
+    cdef Slice sl
     for it in prange(g.N * g.C * g.osz[0], nogil=True, schedule='static',
                      num_threads=g.nthreads, use_threads_if=g.parallel):
-        od = it % g.osz[0]
-        nc = it // g.osz[0]
-        n = nc // g.C
-        c = nc - n * g.C
+        sl = _slice_of(g, it)
+        n = sl.n
+        c = sl.c
+        od = sl.od
         cypool_pair3_max_f32(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
                              g.xs[3], g.osz[1], g.osz[2],
                              out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3])
@@ -4455,7 +4471,8 @@ cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
                       const Geo* g) noexcept nogil:
     """Max with indices over 2-d 2x2 tiling windows (cypool_tile_argmax):
     one (n, c, od) slice per item, a per-thread row of tags."""
-    cdef Py_ssize_t it, n, c, od, nc, per = _lines(g.osz[2] * sizeof(int64_t))
+    cdef Py_ssize_t it, n, c, od, per = _lines(g.osz[2] * sizeof(int64_t))
+    cdef Slice sl
     cdef char* scratch = <char*>malloc(per * g.nthreads + LINE)
     cdef char* mine
     cdef int tid
@@ -4467,10 +4484,10 @@ cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
         tid = cypool_omp_get_thread_num()
         mine = _aligned(scratch) + tid * per
         for it in prange(g.N * g.C * g.osz[0], schedule='static'):
-            od = it % g.osz[0]
-            nc = it // g.osz[0]
-            n = nc // g.C
-            c = nc - n * g.C
+            sl = _slice_of(g, it)
+            n = sl.n
+            c = sl.c
+            od = sl.od
             b0 = od * g.st[0] * g.isz[1] * g.isz[2]
             if real_t is float and pair:
                 cypool_pair_argmax_f32(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
@@ -4496,16 +4513,17 @@ cdef int _argmax_tile(const real_t* x, real_t* out, int64_t* idx,
 
 cdef int _avg_tile(const real_t* x, real_t* out, const Geo* g, Py_ssize_t K,
                    Py_ssize_t KD, int wide, int64_t override) noexcept nogil:
-    cdef Py_ssize_t it, n, c, od, nc
+    cdef Py_ssize_t it, n, c, od
+    cdef Slice sl
     # the divisor as the other paths convert it (division by a power of two
     # equals their multiply by its reciprocal)
     cdef real_t dv = <real_t>(override if override != 0 else K * K * KD)
     for it in prange(g.N * g.C * g.osz[0], nogil=True, schedule='static',
                      num_threads=g.nthreads, use_threads_if=g.parallel):
-        od = it % g.osz[0]
-        nc = it // g.osz[0]
-        n = nc // g.C
-        c = nc - n * g.C
+        sl = _slice_of(g, it)
+        n = sl.n
+        c = sl.c
+        od = sl.od
         _tile_avg(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2], g,
                   out + n * g.os[0] + c * g.os[1] + od * g.os[2], K, KD, wide, dv,
                   _next_off(g, n, c, od, 0, g.osz[1], 0, g.osz[2]))
