@@ -4453,17 +4453,14 @@ cdef bint _pair3_ok(const Geo* g, Py_ssize_t elsize) noexcept nogil:
 
 cdef int _pair3_run(const float* x, float* out, const Geo* g) noexcept nogil:
     """``cypool_pair3_max_f32`` over every (n, c, od) slice."""
-    cdef Py_ssize_t it, n, c, od
-    cdef Slice sl
+    cdef Py_ssize_t it
+    cdef Slice s
     for it in prange(g.N * g.C * g.osz[0], nogil=True, schedule='static',
                      num_threads=g.nthreads, use_threads_if=g.parallel):
-        sl = _slice_of(g, it)
-        n = sl.n
-        c = sl.c
-        od = sl.od
-        cypool_pair3_max_f32(x + n * g.xs[0] + c * g.xs[1] + od * g.st[0] * g.xs[2],
+        s = _slice_of(g, it)
+        cypool_pair3_max_f32(x + s.n * g.xs[0] + s.c * g.xs[1] + s.od * g.st[0] * g.xs[2],
                              g.xs[3], g.osz[1], g.osz[2],
-                             out + n * g.os[0] + c * g.os[1] + od * g.os[2], g.os[3])
+                             out + s.n * g.os[0] + s.c * g.os[1] + s.od * g.os[2], g.os[3])
     return 0
 
 
