@@ -1997,9 +1997,9 @@ cdef inline void _max_cl_run(pool_t* o, Py_ssize_t os4, const pool_t** rp,
     """``n`` consecutive interior windows of ``_max_cl_item``'s square case
     (every tap in bounds; window i's first column ``s0 + i*S``), without
     the per-position bookkeeping.  ``pf`` not NULL: as ``_prefetch_cl``,
-    hint columns [w, w + S) of ``pfr`` rows from ``pf`` (and ``pfd``
-    depth slices, at most one here), w = ``w0 + pfw + i*S``, where in the
-    row."""
+    hint columns [w, w + S) of ``pfr`` rows from ``pf`` (``pfd`` depth
+    slices, at most one here) before window i, w = ``w0 + pfw + i*S``
+    while that lies in the row."""
     cdef Py_ssize_t i, k, off, w, S = g.st[2], ws = g.xs[4], C = g.C
     cdef Py_ssize_t nb = S * C * <Py_ssize_t>sizeof(pool_t)
     cdef Py_ssize_t rs = g.xs[3] * <Py_ssize_t>sizeof(pool_t)
@@ -4422,9 +4422,11 @@ cdef bint _PAIR = True     # pair_kernels.h where the build has it
 
 def _pair_rows(int on=-1):
     """Whether float32 max (with or without indices) and average pooling
-    over 2x2 tiling windows take the AVX-512 kernels for output rows of at
-    most 8 (pair_kernels.h) in builds that have them; ``on`` 0 or 1 sets it
-    (tests compare with the other paths).  Returns the previous setting."""
+    over 2x2 tiling windows with output rows of at most 8, and max pooling
+    over 3x3 windows at stride 2 with rows of at most 7, take the AVX-512
+    kernels of pair_kernels.h in builds that have them; ``on`` 0 or 1 sets
+    it (tests compare with the other paths).  Returns the previous
+    setting."""
     global _PAIR
     cdef bint old = _PAIR
     if on >= 0:
