@@ -81,8 +81,8 @@ def small_planes(mode):
     tilings at the build's vector width, indices of 2-d tilings through the
     tiling argmax kernel where the build has it, the separable kernel at
     every row length) or "off" (the row kernels only); the AVX-512 kernels
-    of short rows (pair_kernels.h) with "auto" only.  The compiled kernels' settings, restored
-    afterwards."""
+    of short rows (pair_kernels.h) with "auto" only.  The compiled kernels'
+    settings, restored afterwards."""
     from cypool._compiled import _kernels
     big = 1 << 40
     limits = {"auto": None, "on": (big, big, big, 1, big), "wide": (0, big, 0, 1, big),

@@ -453,36 +453,30 @@ def test_stride2_pairs_hint_distance():
 @requires_compiled
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("ceil", [False, True])
-def test_stride2_pairs_streamed(p, ceil):
-    """The fused stride-2 rows streamed out (``_lp_stream_min(0)``): rows of
+def test_stride2_pairs_streamed(p, ceil, stream_everything):
+    """The fused stride-2 rows streamed out (``_stream_min(0)``): rows of
     every length mod 16 (a row's last partial line is carried into the
     next row's stream), rows between them that take the passes (ceil-mode
     edges, a one-row window at the bottom), planes shared by two threads,
     fresh results and ``out=`` windows of a larger buffer at every element
     offset from a line, nothing written outside them; the reference's
     bits."""
-    from cypool._compiled import family
-    mod = family("_lp")
     rng = np.random.default_rng(23 + p)
-    old = mod._lp_stream_min(0)
-    try:
-        for shape in [(2, 3, 9, 34), (1, 2, 7, 31), (3, 1, 4, 2), (1, 1, 12, 66), (2, 2, 5, 47)]:
-            x = rng.choice(np.array([-3.0, -1.5, -0.0, 0.0, 1e-23, 2.0, 7.0, np.inf,
-                                     np.nan], np.float32), shape)
-            with cypool.backend("reference"):
-                want = cypool.lp_pool2d(x, p, 2, 2, ceil)
-            n = want.size
-            for th in (1, 2):
-                with cypool.num_threads(th):
-                    got = cypool.lp_pool2d(x, p, 2, 2, ceil)
-                    np.testing.assert_array_equal(got.view(np.uint32),
+    for shape in [(2, 3, 9, 34), (1, 2, 7, 31), (3, 1, 4, 2), (1, 1, 12, 66), (2, 2, 5, 47)]:
+        x = rng.choice(np.array([-3.0, -1.5, -0.0, 0.0, 1e-23, 2.0, 7.0, np.inf,
+                                 np.nan], np.float32), shape)
+        with cypool.backend("reference"):
+            want = cypool.lp_pool2d(x, p, 2, 2, ceil)
+        n = want.size
+        for th in (1, 2):
+            with cypool.num_threads(th):
+                got = cypool.lp_pool2d(x, p, 2, 2, ceil)
+                np.testing.assert_array_equal(got.view(np.uint32),
+                                              want.view(np.uint32))
+                for off in range(0, 16, 3):
+                    buf = np.full(n + 40, -9.0, np.float32)
+                    o = buf[off:off + n].reshape(want.shape)
+                    cypool.lp_pool2d(x, p, 2, 2, ceil, out=o)
+                    np.testing.assert_array_equal(o.view(np.uint32),
                                                   want.view(np.uint32))
-                    for off in range(0, 16, 3):
-                        buf = np.full(n + 40, -9.0, np.float32)
-                        o = buf[off:off + n].reshape(want.shape)
-                        cypool.lp_pool2d(x, p, 2, 2, ceil, out=o)
-                        np.testing.assert_array_equal(o.view(np.uint32),
-                                                      want.view(np.uint32))
-                        assert (buf[:off] == -9).all() and (buf[off + n:] == -9).all()
-    finally:
-        mod._lp_stream_min(old)
+                    assert (buf[:off] == -9).all() and (buf[off + n:] == -9).all()

@@ -17,8 +17,9 @@ def lp_pool_forward(
     nthreads: int,
     stream: bool = False,
 ) -> None:
-    """``stream``: ``out`` is the caller's array (the fused stride-2 rows of
-    a large one are written with non-temporal stores)."""
+    """``stream``: write the fused stride-2 rows with non-temporal stores
+    where the rows allow it (the caller decides by the output's size and
+    origin)."""
 
 def lp_pool_backward(
     grad_out: npt.NDArray[np.floating],

@@ -32,10 +32,9 @@ window starts inside the input.
 cimport numpy as cnp
 from cython.parallel cimport prange, parallel
 from libc.math cimport sqrt, sqrtf, pow, powf, fabs, INFINITY
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 from libc.string cimport memset
 from libc.stdlib cimport malloc, free
-from libc.stdint cimport uintptr_t
 
 cnp.import_array()
 
@@ -265,22 +264,6 @@ cdef inline void _sum2(real_t* acc, const real_t* r, Py_ssize_t n, Py_ssize_t sw
 
 
 cdef Py_ssize_t _S2_HINT = 8192   # bytes ahead (_fwd_item)
-
-
-# Outputs of at least this many bytes have their fused stride-2 rows
-# streamed (_fwd).
-cdef Py_ssize_t _LP_STREAM_MIN = 16 << 20
-
-
-def _lp_stream_min(Py_ssize_t nbytes=-1):
-    """The output size (bytes) from which the fused stride-2 rows are
-    streamed out; ``nbytes >= 0`` sets it.  Returns the previous value (0
-    where the platform has no streaming stores)."""
-    global _LP_STREAM_MIN
-    cdef Py_ssize_t old = _LP_STREAM_MIN
-    if nbytes >= 0:
-        _LP_STREAM_MIN = nbytes
-    return old if CYPOOL_HAVE_STREAM else 0
 
 
 def _s2_hint(Py_ssize_t nbytes=-1):
@@ -588,27 +571,26 @@ cdef int _fwd(const real_t* x, real_t* out, const G* g) noexcept nogil:
     cdef Py_ssize_t nitems = g.N * g.C * g.osz[0] * g.nband * g.nchunk
     cdef Py_ssize_t per = 0
     cdef char* scratch = NULL
-    cdef char* mine
-    cdef int tid
+    cdef real_t* row
+    cdef cypool_stream_t* st
     if g.stream:
+        # per thread: a row of BLOCK outputs, then the stream state (lines)
         per = (BLOCK * sizeof(real_t) + sizeof(cypool_stream_t) + 127) // 64 * 64
         scratch = <char*>malloc(per * g.nthreads + 64)
         if scratch == NULL:
             return -1
     with parallel(num_threads=g.nthreads, use_threads_if=g.parallel):
-        tid = cypool_omp_get_thread_num()
-        mine = NULL
+        row = NULL
+        st = NULL
         if scratch != NULL:
-            mine = <char*>((<uintptr_t>scratch + 63) & ~(<uintptr_t>63)) + tid * per
-            cypool_stream_init(<cypool_stream_t*>(mine + BLOCK * sizeof(real_t)))
+            row = <real_t*>(<char*>((<uintptr_t>scratch + 63) & ~(<uintptr_t>63))
+                            + cypool_omp_get_thread_num() * per)
+            st = <cypool_stream_t*>(row + BLOCK)
+            cypool_stream_init(st)
         for it in prange(nitems, schedule='static'):
-            if mine != NULL:
-                _fwd_item(x, out, g, it, <cypool_stream_t*>(mine + BLOCK * sizeof(real_t)),
-                          <real_t*>mine)
-            else:
-                _fwd_item(x, out, g, it, NULL, NULL)
-        if mine != NULL:
-            cypool_stream_flush(<cypool_stream_t*>(mine + BLOCK * sizeof(real_t)))
+            _fwd_item(x, out, g, it, st, row)
+        if st != NULL:
+            cypool_stream_flush(st)
             cypool_sfence()     # the streamed stores, visible before the join
     free(scratch)
     return 0
@@ -894,8 +876,9 @@ def lp_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
                     tuple kernel, tuple stride, double p, int nthreads,
                     bint stream=False):
     """Fill ``out`` (5-d, the input's dtype) with the Lp pooling of ``x``.
-    ``stream``: ``out`` is the caller's array, not fresh memory (see
-    ``_fwd``)."""
+    ``stream``: write the fused stride-2 rows with non-temporal stores
+    (``_fwd``; the caller decides by the output's size and origin) where
+    the rows allow it: W-contiguous output, rows of one block."""
     cdef G g
     cdef int typenum = cnp.PyArray_TYPE(x)
     cdef const void* xp = cnp.PyArray_DATA(x)
@@ -947,16 +930,11 @@ def lp_pool_forward(cnp.ndarray x not None, cnp.ndarray out not None,
     g.nthreads = <int>max(1, min(g.nthreads, planes * g.nband * g.nchunk))
     g.parallel = g.nthreads > 1 and (
         <double>rows * g.osz[2] * g.ks[0] * g.ks[1] * g.ks[2] >= PARALLEL_MIN_WORK)
-    # streamed: a caller's out= of _LP_STREAM_MIN bytes or more, or a fresh
-    # result under 32 MiB, which glibc serves from memory freed by earlier
-    # calls; larger fresh results are mapped afresh, the page faults have
-    # just brought their lines into the cache, and streaming them measured
-    # 0.93-0.97x (8192 x 8192 float32); and rows of one block (items of
-    # longer rows go down the plane a block of columns at a time, and
-    # streamed so they measured 0.94x into out=, 8192 x 8192)
-    g.stream = (CYPOOL_HAVE_STREAM and g.os[4] == 1 and g.st[2] == 2
-                and g.chunk <= BLOCK and cnp.PyArray_NBYTES(out) >= _LP_STREAM_MIN
-                and (stream or cnp.PyArray_NBYTES(out) < (32 << 20)))
+    # rows of one block only: items of longer rows go down the plane a
+    # block of columns at a time, and streamed so they measured 0.94x into
+    # out= (8192 x 8192 float32)
+    g.stream = (stream and CYPOOL_HAVE_STREAM and g.os[4] == 1 and g.st[2] == 2
+                and g.chunk <= BLOCK)
     cdef int rc = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:

@@ -960,8 +960,10 @@ cdef inline void _bind(Scratch* sc, const Scratch* layout, char* base) noexcept 
 # demand miss per row, had made per-row streaming slower than plain
 # stores).  Into fresh memory the whole-plane and per-row copies are
 # slower: the page faults have just brought every line into the cache.
-# (The forward kernels store directly: their outputs are a quarter of their
-# inputs or are compute-bound.)
+# (This module's forward kernels store directly: their outputs are a
+# quarter of their inputs or are compute-bound, and the average's square
+# blocks streamed per row as the Lp forward's fused rows are (_lp.pyx)
+# measured 0.78-0.96x.)
 
 cdef Py_ssize_t _STREAM_MIN = 16 << 20
 
@@ -5304,9 +5306,9 @@ def max_pool_backward(cnp.ndarray grad_out not None, cnp.ndarray idx not None,
     # are in use): 64^3 volumes (1 MiB planes) into out= 1.2x, into fresh
     # memory 0.95x
     cdef Py_ssize_t pbytes = g.isz[0] * g.isz[1] * g.isz[2] * cnp.PyArray_ITEMSIZE(grad_in)
-    cdef bint fits = _wants_stream(grad_in) and g.xs[4] == 1 and pbytes <= 262144
-    cdef bint fits_rows = fits or (stream and _wants_stream(grad_in) and g.xs[4] == 1
-                                   and pbytes <= _ROWS_PLANE_MAX)
+    cdef bint large = _wants_stream(grad_in) and g.xs[4] == 1
+    cdef bint fits = large and pbytes <= 262144
+    cdef bint fits_rows = large and pbytes <= (_ROWS_PLANE_MAX if stream else 262144)
     cdef const int64_t* bnd = NULL
     # streamed while built: into fresh memory too (measured 1.27x there, 1
     # thread, 1.16x at 2); volumes of one output row (1-d pooling) are

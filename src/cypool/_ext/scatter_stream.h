@@ -33,14 +33,14 @@
 #include "omp_shim.h"
 
 #if defined(__GNUC__) || defined(__clang__)
-#define CYPOOL_BWD_NOINLINE static __attribute__((noinline, unused))
-#define CYPOOL_BWD_RESTRICT __restrict__
+#define CYPOOL_SCATTER_NOINLINE static __attribute__((noinline, unused))
+#define CYPOOL_SCATTER_RESTRICT __restrict__
 #elif defined(_MSC_VER)
-#define CYPOOL_BWD_NOINLINE static
-#define CYPOOL_BWD_RESTRICT __restrict
+#define CYPOOL_SCATTER_NOINLINE static
+#define CYPOOL_SCATTER_RESTRICT __restrict
 #else
-#define CYPOOL_BWD_NOINLINE static
-#define CYPOOL_BWD_RESTRICT
+#define CYPOOL_SCATTER_NOINLINE static
+#define CYPOOL_SCATTER_RESTRICT
 #endif
 
 /* The indices of one row that fall outside [lo, P): those in the part of
@@ -68,10 +68,10 @@ static int NAME##_slow(                                             \
 
 #define CYPOOL_SCATTER_STREAM(NAME, TYPE, OP)                                          \
 CYPOOL_SCATTER_SLOW(NAME, TYPE, OP)                                                    \
-CYPOOL_BWD_NOINLINE int NAME(                              \
-        const TYPE* CYPOOL_BWD_RESTRICT go, const int64_t* CYPOOL_BWD_RESTRICT idx,\
-        ptrdiff_t Q, ptrdiff_t OW, const int64_t* CYPOOL_BWD_RESTRICT bnd,        \
-        TYPE* CYPOOL_BWD_RESTRICT buf, TYPE* gp, ptrdiff_t P, ptrdiff_t pf) {     \
+CYPOOL_SCATTER_NOINLINE int NAME(                              \
+        const TYPE* CYPOOL_SCATTER_RESTRICT go, const int64_t* CYPOOL_SCATTER_RESTRICT idx,\
+        ptrdiff_t Q, ptrdiff_t OW, const int64_t* CYPOOL_SCATTER_RESTRICT bnd,        \
+        TYPE* CYPOOL_SCATTER_RESTRICT buf, TYPE* gp, ptrdiff_t P, ptrdiff_t pf) {     \
     const size_t es = sizeof(TYPE);                                               \
     const size_t total = (size_t)P * es;                                          \
     /* bytes of gp before its first whole line, and its last line start */       \
