@@ -83,6 +83,12 @@ cdef extern from "pair_kernels.h" nogil:
     void cypool_pair3_max_f32(const float* x, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, float* o, Py_ssize_t os)
 
 
+cdef extern from "avg3_kernels.h" nogil:
+    int CYPOOL_HAVE_AVG3
+    void cypool_avg3_f32(float* o, const float* r0, const float* r1, const float* r2, Py_ssize_t n, float dv, int mul)
+    void cypool_avg3_f64(double* o, const double* r0, const double* r1, const double* r2, Py_ssize_t n, double dv, int mul)
+
+
 cdef extern from "scatter_stream.h" nogil:
     int cypool_max_bwd_stream_f32(const float* go, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, float* buf, float* gp, Py_ssize_t P, Py_ssize_t pf)
     int cypool_max_bwd_stream_f64(const double* go, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, double* buf, double* gp, Py_ssize_t P, Py_ssize_t pf)
@@ -963,7 +969,8 @@ cdef inline void _bind(Scratch* sc, const Scratch* layout, char* base) noexcept 
 # (This module's forward kernels store directly: their outputs are a
 # quarter of their inputs or are compute-bound, and the average's square
 # blocks streamed per row as the Lp forward's fused rows are (_lp.pyx)
-# measured 0.78-0.96x.)
+# measured 0.78-0.96x; the same-size 3x3 average, with its rows from
+# avg3_kernels.h, 0.82-0.88x into out= and 1.0x into fresh memory.)
 
 cdef Py_ssize_t _STREAM_MIN = 16 << 20
 
@@ -2883,6 +2890,43 @@ cdef inline void _asq_rows(real_t* q, const real_t* p0, const real_t* p1,
             _asq(q + t, p0 + t, p1 + t, p2 + t, 3, 1, B + 1, dv, mul)
 
 
+cdef bint _AVG3 = True     # avg3_kernels.h where the build has it
+
+
+def _avg3_rows(int on=-1):
+    """Whether the interior of rows of whole 3x3 windows at W stride 1
+    (float32, float64; at least a vector of outputs) takes the AVX-512 row
+    kernels of avg3_kernels.h in builds that have them; ``on`` 0 or 1 sets
+    it (tests compare with the compiled loop of ``_asq``).  Returns the
+    previous setting."""
+    global _AVG3
+    cdef bint old = _AVG3
+    if on >= 0:
+        _AVG3 = on != 0
+    return old
+
+
+cdef inline bint _avg3_ok(Py_ssize_t n, Py_ssize_t elsize) noexcept nogil:
+    """Does ``cypool_avg3`` take a row of n such averages (n at least one
+    vector of 64 bytes)?"""
+    return CYPOOL_HAVE_AVG3 and _AVG3 and n * elsize >= 64
+
+
+cdef inline void _avg3_row(real_t* q, const real_t* p0, const real_t* p1,
+                           const real_t* p2, Py_ssize_t n, real_t dv,
+                           bint mul) noexcept nogil:
+    if real_t is float:
+        if mul:
+            cypool_avg3_f32(q, p0, p1, p2, n, dv, 1)
+        else:
+            cypool_avg3_f32(q, p0, p1, p2, n, dv, 0)
+    else:
+        if mul:
+            cypool_avg3_f64(q, p0, p1, p2, n, dv, 1)
+        else:
+            cypool_avg3_f64(q, p0, p1, p2, n, dv, 0)
+
+
 cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
                                Py_ssize_t rs, Py_ssize_t rstep, real_t* o,
                                Py_ssize_t os3, Py_ssize_t nrows, Py_ssize_t a,
@@ -2921,7 +2965,9 @@ cdef inline void _avg_sq_block(const Geo* g, const Plan* pl, const real_t* r,
             d = override if override != 0 else fdh * fw[ia]
             mul = _pow2_recip(d, &rv)
             dv = rv if mul else <real_t>d
-            if mul:     # constant arguments: each loop compiles without a select
+            if K == 3 and S == 1 and _avg3_ok(n, sizeof(real_t)):
+                _avg3_row(q + (ia - a), p0 + lo, p1 + lo, p2 + lo, n, dv, mul)
+            elif mul:   # constant arguments: each loop compiles without a select
                 _asq_rows(q + (ia - a), p0 + lo, p1 + lo, p2 + lo, K, S, n, h, t, B,
                           dv, True)
             else:
