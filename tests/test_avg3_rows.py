@@ -1,6 +1,7 @@
-"""The AVX-512 row kernels of the same-size average (``avg3_kernels.h``):
-whole 3x3 windows at W stride 1, float32 and float64, one vector of outputs
-per step, the last vector of a row overlapping the one before it.
+"""The row kernels of the same-size average (``avg3_kernels.h``, AVX-512
+and AVX2 builds): whole 3x3 windows at W stride 1, float32 and float64, one
+vector of outputs per step, the last vector of a row overlapping the one
+before it.
 
 Compared bit for bit with the reference backend and with the compiled
 loop they replace (``_avg3_rows(0)``), on every interior width from 1 to
@@ -8,8 +9,8 @@ loop they replace (``_avg3_rows(0)``), on every interior width from 1 to
 remainder above it the kernels do), with signed zeros, infinities and NaN,
 divisors that multiply (powers of two) and divide, strided rows, 3-d
 ``(1, 3, 3)`` windows, ``out=`` at every offset from a line (nothing written
-outside it), and 1 and 2 threads.  In builds without AVX-512 both
-settings run the compiled loop and the tests still check it."""
+outside it), and 1 and 2 threads.  In the baseline build both settings
+run the compiled loop and the tests still check it."""
 
 import numpy as np
 import pytest

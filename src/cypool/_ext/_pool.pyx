@@ -2895,8 +2895,8 @@ cdef bint _AVG3 = True     # avg3_kernels.h where the build has it
 
 def _avg3_rows(int on=-1):
     """Whether the interior of rows of whole 3x3 windows at W stride 1
-    (float32, float64; at least a vector of outputs) takes the AVX-512 row
-    kernels of avg3_kernels.h in builds that have them; ``on`` 0 or 1 sets
+    (float32, float64; at least a vector of outputs) takes the row kernels
+    of avg3_kernels.h in builds that have them (AVX-512, AVX2); ``on`` 0 or 1 sets
     it (tests compare with the compiled loop of ``_asq``).  Returns the
     previous setting."""
     global _AVG3

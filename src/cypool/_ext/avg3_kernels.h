@@ -1,13 +1,14 @@
 /* Averages of whole 3 x 3 windows at W stride 1 (the same-size average,
- * k3s1p1) along an output row, in AVX-512 registers: float32 (16 lanes) and
- * float64 (8 lanes).  Each vector of outputs is the sum from +0 of its nine
- * taps in scan order, ((((0 + r0[j]) + r0[j+1]) + r0[j+2]) + r1[j]) ...
+ * k3s1p1) along an output row, in vector registers: float32 and float64,
+ * AVX-512 (16 and 8 lanes) or AVX2 (8 and 4 lanes).  Each vector of
+ * outputs is the sum from +0 of its nine taps in scan order, ((((0 + r0[j]) + r0[j+1]) + r0[j+2]) + r1[j]) ...
  * + r2[j+2], divided by dv (mul: multiplied by dv, a power of two's exact
  * reciprocal), which is the order and rounding of the other paths, so the
  * results are theirs bit for bit.  The compiled loop of those paths
  * (_asq) runs the same arithmetic with gcc's peeled and remainder loops
  * around it; these kernels measured 1.2-1.27x over it on (32, 64, 112,
- * 112) float32 into out= (1 and 2 threads), 1.13x float64.
+ * 112) float32 into out= (1 and 2 threads) in the AVX-512 build, 1.13x
+ * float64; 1.13-1.14x float32 and 1.15-1.18x float64 in the AVX2 build.
  *
  * o: n outputs (n >= the lane count); r0, r1, r2: the windows' three input
  * rows, each at the first tap of output 0 (n + 2 elements are read from
@@ -18,11 +19,8 @@
 
 #include <stddef.h>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define CYPOOL_HAVE_AVG3 1
-
-#define CYPOOL_AVG3_ROW(T, V, L, LOAD, STORE, ADD, MUL, DIV, SET1, ZERO)          \
+/* L: lanes of V */
+#define CYPOOL_AVG3_ROW(V, L, LOAD, STORE, ADD, MUL, DIV, SET1, ZERO)             \
     const V d = SET1(dv);                                                         \
     ptrdiff_t j = 0, k;                                                           \
     for (;;) {                                                                    \
@@ -41,18 +39,40 @@
         j = k + L <= n ? k : n - L;                                               \
     }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define CYPOOL_HAVE_AVG3 1
+
 static inline void cypool_avg3_f32(float* o, const float* r0, const float* r1,
                                    const float* r2, ptrdiff_t n, float dv, int mul) {
-    CYPOOL_AVG3_ROW(float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps,
+    CYPOOL_AVG3_ROW(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps,
                     _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_set1_ps,
                     _mm512_setzero_ps)
 }
 
 static inline void cypool_avg3_f64(double* o, const double* r0, const double* r1,
                                    const double* r2, ptrdiff_t n, double dv, int mul) {
-    CYPOOL_AVG3_ROW(double, __m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd,
+    CYPOOL_AVG3_ROW(__m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd,
                     _mm512_add_pd, _mm512_mul_pd, _mm512_div_pd, _mm512_set1_pd,
                     _mm512_setzero_pd)
+}
+
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#define CYPOOL_HAVE_AVG3 1
+
+static inline void cypool_avg3_f32(float* o, const float* r0, const float* r1,
+                                   const float* r2, ptrdiff_t n, float dv, int mul) {
+    CYPOOL_AVG3_ROW(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
+                    _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_set1_ps,
+                    _mm256_setzero_ps)
+}
+
+static inline void cypool_avg3_f64(double* o, const double* r0, const double* r1,
+                                   const double* r2, ptrdiff_t n, double dv, int mul) {
+    CYPOOL_AVG3_ROW(__m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
+                    _mm256_add_pd, _mm256_mul_pd, _mm256_div_pd, _mm256_set1_pd,
+                    _mm256_setzero_pd)
 }
 
 #else
