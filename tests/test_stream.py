@@ -174,6 +174,34 @@ def test_avg_kernel_rows_with_gaps(threads, k, s, p):
     assert (big[..., W:] == 3).all()
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["out", "fresh"])
+def test_avg_backward_rows_built_once(request, threads, stream):
+    """Tiled windows (kernel == stride along W) with one covering output
+    row: the input rows under one output row are one row, built once and
+    copied (or, streamed, put again from the row buffer).  Rows under no
+    window (the last input row of each depth slice here) change the row
+    buffer in between, and the next depth slice's first rows, under the
+    same output row, are built again.  Bit for bit the reference."""
+    if stream:
+        request.getfixturevalue("stream_everything")
+    rng = np.random.default_rng(21)
+    # one output row per slice (H 3 under 2-row windows, 5 under 3-row
+    # ones): consecutive slices start under the same output row
+    for shape, k, s in [((2, 3, 4, 3, 37), 2, 2), ((1, 2, 6, 5, 40), (3, 3, 2), (3, 3, 2)),
+                        ((2, 2, 4, 9, 33), (2, 3, 3), (2, 3, 3))]:
+        oshape = cypool.avg_pool3d(np.zeros(shape, np.float32), k, s).shape
+        g = rng.standard_normal(oshape).astype(np.float32)
+        want = _ref(cypool.avg_pool3d_backward, g, shape, k, s)
+        out = np.full(shape, 5.0, np.float32) if stream else None
+        got = cypool.avg_pool3d_backward(g, shape, k, s, out=out)
+        np.testing.assert_array_equal(got, want)
+    x = np.zeros((3, 4, 9, 58), np.float32)
+    g = rng.standard_normal((3, 4, 4, 29)).astype(np.float32)
+    out = np.full(x.shape, 5.0, np.float32) if stream else None
+    np.testing.assert_array_equal(cypool.avg_pool2d_backward(g, x.shape, 2, out=out),
+                                  _ref(cypool.avg_pool2d_backward, g, x.shape, 2))
+
+
 def _avg_bwd_rows_order(g, H, W, kh, sh, ph, pw):
     """The planar row kernels' order for 3-wide windows at W stride 2: each
     input row from +0, covering output rows in order, taps kw = 0, 1, 2 in

@@ -3773,6 +3773,11 @@ cdef Py_ssize_t _cl_split(Geo* g, int nthreads, double work) noexcept:
 cdef struct RowPos:
     # a thread's last work item of the backward row loops and its position
     Py_ssize_t it, ch, ih, id_, c, n
+    # the last row the average backward's tiled path built: chunk kch of
+    # sample kn, channel kc under output row (kod, koh) alone (kn -1: none),
+    # held at ksrc (the thread's row buffer, or the row in grad_input)
+    Py_ssize_t kn, kc, kch, kod, koh
+    void* ksrc
 
 
 cdef inline void _row_pos(const Geo* g, Py_ssize_t it, RowPos* p) noexcept nogil:
@@ -3848,11 +3853,26 @@ cdef inline void _avg_bwd_item(const real_t* go, real_t* gi, const Geo* g,
     if K == S and odlo == odhi and ohlo == ohhi and owlo <= owhi:
         # windows that tile the row (kernel == stride) and one covering
         # output row: every input column lies under at most one output, so
-        # each is stored once (no zero fill, no read-modify-write)
-        _avg_bwd_tiled(go + n * g.os[0] + c * g.os[1] + odlo * g.os[2]
-                       + ohlo * g.os[3], dst, g, a, b, owlo, owhi, gbuf,
-                       override, fd[odlo] * fh[ohlo], fw, uni)
+        # each is stored once (no zero fill, no read-modify-write).  The
+        # row depends on (n, c, chunk, covering output row) only: the
+        # input rows under one output row (2 of k2s2) are the same row,
+        # built once and then copied (or, in the row buffer, put again)
+        if (pos.kn == n and pos.kc == c and pos.kch == ch and pos.kod == odlo
+                and pos.koh == ohlo):
+            if pos.ksrc != <void*>dst:
+                memcpy(dst, pos.ksrc, (b - a) * sizeof(real_t))
+        else:
+            _avg_bwd_tiled(go + n * g.os[0] + c * g.os[1] + odlo * g.os[2]
+                           + ohlo * g.os[3], dst, g, a, b, owlo, owhi, gbuf,
+                           override, fd[odlo] * fh[ohlo], fw, uni)
+            pos.kn = n
+            pos.kc = c
+            pos.kch = ch
+            pos.kod = odlo
+            pos.koh = ohlo
+            pos.ksrc = <void*>dst
     else:
+        pos.kn = -1         # the row buffer is about to change
         for j in range(b - a):
             dst[j] = 0
         _avg_bwd_general(go, dst, g, n, c, a, b, odlo, odhi, ohlo, ohhi, owlo,
@@ -4059,6 +4079,7 @@ cdef int _avg_bwd(const real_t* go, real_t* gi, Geo* g, bint include_pad,
         pos = <RowPos*>(_aligned(scratch) + tid * per_thread + st_off
                         + _lines(sizeof(cypool_stream_t)))
         pos.it = -2
+        pos.kn = -1
         for it in prange(nitems, schedule='static'):
             _avg_bwd_item(go, gi, g, it, <real_t*>(_aligned(scratch) + tid * per_thread),
                           <real_t*>(_aligned(scratch) + tid * per_thread + row_off),
