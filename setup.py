@@ -274,7 +274,8 @@ def _extensions():
             depends=[f"src/cypool/_ext/{base}.pyx", "src/cypool/_ext/omp_shim.h",
                      "src/cypool/_ext/small_kernels.h", "src/cypool/_ext/sep_kernels.h",
                      "src/cypool/_ext/pix3_kernels.h", "src/cypool/_ext/scatter_stream.h",
-                     "src/cypool/_ext/pair_kernels.h", "src/cypool/_ext/avg3_kernels.h"],
+                     "src/cypool/_ext/pair_kernels.h", "src/cypool/_ext/avg3_kernels.h",
+                     "src/cypool/_ext/omp_shim.pxd"],
             optional=optional,
         )
 

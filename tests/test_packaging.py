@@ -227,6 +227,10 @@ def test_sdist_contents(sdist, wheel_build):
                 "src/cypool/__init__.py", "src/cypool/py.typed",
                 "src/cypool/_version.py", "src/cypool/_ext/omp_shim.h",
                 "tests/conftest.py"}
+    # every header and declaration file the kernels include or cimport
+    ext_dir = ROOT / "src" / "cypool" / "_ext"
+    required |= {f"src/cypool/_ext/{f.name}" for f in ext_dir.iterdir()
+                 if f.suffix in (".h", ".pxd")}
     for base, variants in _kernel_modules().items():
         required.add(f"src/cypool/_ext/{base}.pyx")
         required.add(f"src/cypool/_ext/{base}.pyi")

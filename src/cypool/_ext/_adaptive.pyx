@@ -60,11 +60,8 @@ from libc.stdint cimport (int8_t, uint8_t, int16_t, uint16_t, int32_t,
 
 cnp.import_array()
 
-cdef extern from "omp_shim.h" nogil:
-    int cypool_omp_get_thread_num()
-    int cypool_omp_get_max_threads()
-    int CYPOOL_HAVE_OPENMP
-    void cypool_prefetch(const void* p)
+from cypool._ext.omp_shim cimport (cypool_omp_get_thread_num,
+    cypool_omp_get_max_threads, CYPOOL_HAVE_OPENMP, cypool_prefetch)
 
 
 ctypedef fused pool_t:

@@ -44,8 +44,7 @@ from libc.stdint cimport (int8_t, uint8_t, int16_t, uint16_t, int32_t,
 
 cnp.import_array()
 
-cdef extern from "omp_shim.h" nogil:
-    int cypool_omp_get_thread_num()
+from cypool._ext.omp_shim cimport cypool_omp_get_thread_num
 
 
 ctypedef fused pool_t:

@@ -33,19 +33,10 @@ from libc.math cimport INFINITY
 
 cnp.import_array()
 
-cdef extern from "omp_shim.h" nogil:
-    int cypool_omp_get_thread_num()
-    int cypool_omp_get_max_threads()
-    int CYPOOL_HAVE_OPENMP
-    void cypool_prefetch(const void* p)
-    int CYPOOL_HAVE_STREAM
-    void cypool_stream_copy(char* dst, const char* src, size_t n)
-    void cypool_sfence()
-    ctypedef struct cypool_stream_t:
-        pass
-    void cypool_stream_init(cypool_stream_t* s)
-    void cypool_stream_flush(cypool_stream_t* s)
-    void cypool_stream_put(cypool_stream_t* s, char* dst, const char* src, size_t n)
+from cypool._ext.omp_shim cimport (cypool_omp_get_thread_num,
+    cypool_omp_get_max_threads, CYPOOL_HAVE_OPENMP, cypool_prefetch,
+    CYPOOL_HAVE_STREAM, cypool_stream_copy, cypool_sfence, cypool_stream_t,
+    cypool_stream_init, cypool_stream_flush, cypool_stream_put)
 
 
 cdef extern from "small_kernels.h" nogil:

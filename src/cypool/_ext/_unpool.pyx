@@ -35,11 +35,8 @@ from libc.stdlib cimport malloc, calloc, free
 
 cnp.import_array()
 
-cdef extern from "omp_shim.h" nogil:
-    int cypool_omp_get_thread_num()
-    int CYPOOL_HAVE_OPENMP
-    int CYPOOL_HAVE_STREAM
-    void cypool_sfence()
+from cypool._ext.omp_shim cimport (cypool_omp_get_thread_num,
+    CYPOOL_HAVE_OPENMP, CYPOOL_HAVE_STREAM, cypool_sfence)
 
 cdef extern from "scatter_stream.h" nogil:
     int cypool_unpool_stream_u8(const uint8_t* x, const int64_t* idx, Py_ssize_t Q, Py_ssize_t OW, const int64_t* bnd, uint8_t* buf, uint8_t* gp, Py_ssize_t P, Py_ssize_t pf)
