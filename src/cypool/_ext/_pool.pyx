@@ -2411,6 +2411,38 @@ cdef inline void _avg_cl_taps(real_t* o, const real_t** t, Py_ssize_t nt,
             o[c] = acc / dv
 
 
+cdef inline void _avg_cl_run(real_t* o, Py_ssize_t os4, const real_t** rp,
+                             Py_ssize_t s0, const Geo* g, Py_ssize_t K,
+                             Py_ssize_t n, const char* pf, Py_ssize_t pfr,
+                             Py_ssize_t pfd, Py_ssize_t pfw, Py_ssize_t w0,
+                             real_t dv, real_t rv) noexcept nogil:
+    """``n`` consecutive whole K x K windows (K 2 or 3) of ``_avg_cl_item``
+    (window i's first column ``s0 + i*S``, its rows ``rp[0..K)``), all with
+    the divisor ``dv`` (``rv``: its reciprocal, a power of two's, or 0),
+    without the per-position bookkeeping; the sums as ``_avg_cl_taps``.
+    Hints as ``_max_cl_run``."""
+    cdef Py_ssize_t i, k, r, off, w, c0, S = g.st[2], ws = g.xs[4], C = g.C
+    cdef Py_ssize_t nb = S * C * <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t rs = g.xs[3] * <Py_ssize_t>sizeof(real_t)
+    cdef const real_t* taps[9]
+    cdef const char* p
+    if pfd != 1 or pfr > 8:
+        pf = NULL
+    for i in range(n):
+        w = w0 + pfw + i * S
+        if pf != NULL and w + S <= g.isz[2]:
+            p = pf + w * ws * <Py_ssize_t>sizeof(real_t)
+            for k in range(pfr):
+                for off in range(0, nb, 64):
+                    cypool_prefetch(p + off)
+                p += rs
+        c0 = (s0 + i * S) * ws
+        for r in range(K):
+            for k in range(K):
+                taps[r * K + k] = rp[r] + c0 + k * ws
+        _avg_cl_taps(o + i * os4, taps, K * K, C, dv, rv)
+
+
 cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
                               const int64_t* fac, int64_t override,
                               Py_ssize_t it) noexcept nogil:
@@ -2423,6 +2455,12 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
     cdef real_t* o
     cdef real_t dv, rv = 0
     cdef int64_t dvi
+    cdef Py_ssize_t K = g.ks[2], run_lo, run_hi, s0
+    cdef const real_t* rp[3]
+    # whole square windows of 2-d (or 1 x K x K) pooling, channels packed:
+    # a row's interior positions through one loop (``_avg_cl_run``)
+    cdef bint sq = (g.ks[0] == 1 and g.pd[0] == 0 and g.ks[1] == K
+                    and (K == 2 or K == 3) and cs == 1 and g.os[1] == 1)
     _decode_cl(g, it, &n, &od, &oh0, &oh1, &a, &b)
     if cs == 1 and g.xs[4] == C and g.st[2] <= 4:
         # about 4 KiB ahead along the rows, whole output positions
@@ -2434,7 +2472,37 @@ cdef inline void _avg_cl_item(const real_t* x, real_t* out, const Geo* g,
         _tap_range(h0, g.ks[1], 1, g.isz[1], &hlo, &hhi)
         # the rows the next output row adds, at this position (as _max_cl_item)
         _next_row_taps(g, sizeof(real_t), oh, &nlo, &nhi)
+        run_lo = run_hi = a
+        if sq and dhi - dlo == 1 and hhi - hlo == K:
+            # every column of the window in the row: whole windows, one
+            # divisor (the W factor of a whole window is K)
+            run_lo = _imin(b, _imax(a, _ceildiv(g.pd[2], g.st[2])))
+            run_hi = _imax(run_lo, _imin(b, _floordiv(g.isz[2] - K + g.pd[2], g.st[2]) + 1))
+            if run_hi > run_lo:
+                for kh in range(K):
+                    rp[kh] = x + n * g.xs[0] + d0 * g.xs[2] + (h0 + kh) * g.xs[3]
+                s0 = run_lo * g.st[2] - g.pd[2]
+                o = out + n * g.os[0] + od * g.os[2] + oh * g.os[3] + run_lo * g.os[4]
+                dvi = override if override != 0 else fac[od] * fac[g.osz[0] + oh] * K
+                dv = <real_t>dvi
+                if not _pow2_recip(dvi, &rv):
+                    rv = 0
+                if pfw == 0:
+                    _avg_cl_run(o, g.os[4], rp, s0, g, K, run_hi - run_lo,
+                                NULL, 0, 0, 0, 0, dv, rv)
+                elif nlo < nhi:
+                    _avg_cl_run(o, g.os[4], rp, s0, g, K, run_hi - run_lo,
+                                <const char*>(x + n * g.xs[0] + d0 * g.xs[2]
+                                              + (h0 + g.st[1] + nlo) * g.xs[3]),
+                                nhi - nlo, dhi - dlo, 0, s0, dv, rv)
+                else:
+                    _avg_cl_run(o, g.os[4], rp, s0, g, K, run_hi - run_lo,
+                                <const char*>(x + n * g.xs[0] + d0 * g.xs[2]
+                                              + (h0 + hlo) * g.xs[3]),
+                                hhi - hlo, dhi - dlo, pfw, s0, dv, rv)
         for ow in range(a, b):
+            if run_lo <= ow < run_hi:
+                continue
             w0 = ow * g.st[2] - g.pd[2]
             _tap_range(w0, g.ks[2], 1, g.isz[2], &wlo, &whi)
             if pfw > 0:
