@@ -68,6 +68,18 @@ def both_backends_equal(fn, x, *args, **kw):
     np.testing.assert_array_equal(got, want)
 
 
+def with_specials(rng, shape, dtype, every):
+    """Standard normal data of ``dtype`` with about one element in
+    ``every`` replaced by NaN, +-inf, -0 or +0."""
+    import numpy as np
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    idx = rng.integers(0, flat.size, size=max(1, flat.size // every))
+    flat[idx] = rng.choice(np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], dtype=dtype),
+                           idx.size)
+    return x
+
+
 import contextlib
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import cypool
-from conftest import requires_compiled
+from conftest import requires_compiled, with_specials
 
 pytestmark = requires_compiled
 
@@ -24,12 +24,7 @@ UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
 def _data(rng, shape, dtype):
-    x = rng.standard_normal(shape).astype(dtype)
-    flat = x.reshape(-1)
-    idx = rng.integers(0, flat.size, size=max(1, flat.size // 50))
-    flat[idx] = rng.choice(np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], dtype=dtype),
-                           idx.size)
-    return x
+    return with_specials(rng, shape, dtype, 50)
 
 
 def _same(got, want, msg):

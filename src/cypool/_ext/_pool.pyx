@@ -2420,7 +2420,8 @@ cdef inline void _avg_cl_run(real_t* o, Py_ssize_t os4, const real_t** rp,
     (window i's first column ``s0 + i*S``, its rows ``rp[0..K)``), all with
     the divisor ``dv`` (``rv``: its reciprocal, a power of two's, or 0),
     without the per-position bookkeeping; the sums as ``_avg_cl_taps``.
-    Hints as ``_max_cl_run``."""
+    Hints as ``_max_cl_run``, written out in each (one shared hint function
+    measured 0.84-0.95x on both runs)."""
     cdef Py_ssize_t i, k, r, off, w, c0, S = g.st[2], ws = g.xs[4], C = g.C
     cdef Py_ssize_t nb = S * C * <Py_ssize_t>sizeof(real_t)
     cdef Py_ssize_t rs = g.xs[3] * <Py_ssize_t>sizeof(real_t)

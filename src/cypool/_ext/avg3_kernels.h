@@ -39,41 +39,33 @@
         j = k + L <= n ? k : n - L;                                               \
     }
 
+/* Both functions at vector width W (512 or 256 bits): LF float32 lanes,
+ * LD float64 lanes. */
+#define CYPOOL_AVG3_FUNCS(W, LF, LD)                                              \
+static inline void cypool_avg3_f32(float* o, const float* r0, const float* r1,   \
+                                   const float* r2, ptrdiff_t n, float dv,       \
+                                   int mul) {                                    \
+    CYPOOL_AVG3_ROW(__m##W, LF, _mm##W##_loadu_ps, _mm##W##_storeu_ps,           \
+                    _mm##W##_add_ps, _mm##W##_mul_ps, _mm##W##_div_ps,           \
+                    _mm##W##_set1_ps, _mm##W##_setzero_ps)                       \
+}                                                                                \
+static inline void cypool_avg3_f64(double* o, const double* r0, const double* r1, \
+                                   const double* r2, ptrdiff_t n, double dv,     \
+                                   int mul) {                                    \
+    CYPOOL_AVG3_ROW(__m##W##d, LD, _mm##W##_loadu_pd, _mm##W##_storeu_pd,        \
+                    _mm##W##_add_pd, _mm##W##_mul_pd, _mm##W##_div_pd,           \
+                    _mm##W##_set1_pd, _mm##W##_setzero_pd)                       \
+}
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define CYPOOL_HAVE_AVG3 1
-
-static inline void cypool_avg3_f32(float* o, const float* r0, const float* r1,
-                                   const float* r2, ptrdiff_t n, float dv, int mul) {
-    CYPOOL_AVG3_ROW(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps,
-                    _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_set1_ps,
-                    _mm512_setzero_ps)
-}
-
-static inline void cypool_avg3_f64(double* o, const double* r0, const double* r1,
-                                   const double* r2, ptrdiff_t n, double dv, int mul) {
-    CYPOOL_AVG3_ROW(__m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd,
-                    _mm512_add_pd, _mm512_mul_pd, _mm512_div_pd, _mm512_set1_pd,
-                    _mm512_setzero_pd)
-}
+CYPOOL_AVG3_FUNCS(512, 16, 8)
 
 #elif defined(__AVX2__)
 #include <immintrin.h>
 #define CYPOOL_HAVE_AVG3 1
-
-static inline void cypool_avg3_f32(float* o, const float* r0, const float* r1,
-                                   const float* r2, ptrdiff_t n, float dv, int mul) {
-    CYPOOL_AVG3_ROW(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
-                    _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_set1_ps,
-                    _mm256_setzero_ps)
-}
-
-static inline void cypool_avg3_f64(double* o, const double* r0, const double* r1,
-                                   const double* r2, ptrdiff_t n, double dv, int mul) {
-    CYPOOL_AVG3_ROW(__m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
-                    _mm256_add_pd, _mm256_mul_pd, _mm256_div_pd, _mm256_set1_pd,
-                    _mm256_setzero_pd)
-}
+CYPOOL_AVG3_FUNCS(256, 8, 4)
 
 #else
 #define CYPOOL_HAVE_AVG3 0
