@@ -1181,11 +1181,13 @@ cdef inline void _gavg_plane(const pool_t* x, pool_t* out, const AGeo* g,
 # How far ahead (bytes) the contiguous global average hints its input; 0:
 # no hints.
 cdef Py_ssize_t _GAVG_AHEAD = 8192
-# ... for inputs of at least this many bytes, taken to come from memory
-# rather than the caches: from the caches the hints cost (1.13-1.15x slower
-# at (32, 2048, 7, 7) float32 when it stays in the last-level cache), from
-# memory they pay (1.2-1.3x at (320, 2048, 7, 7)).
-cdef Py_ssize_t _GAVG_MIN = 16 << 20
+# ... for inputs of at least this many bytes.  Measured on float32
+# (n, 2048, 7, 7), 0.8-24.5 MiB, with the input read just before (in the
+# caches), written just before (dirty lines, as a previous layer leaves
+# them) or evicted, 1 and 2 threads: 0.96-1.53x, 1.04-1.25x at 12.2 MiB;
+# from memory (320, 2048, 7, 7) 1.2-1.3x.  (An earlier measurement of
+# 1.13-1.15x slower from the last-level cache at 12.2 MiB did not repeat.)
+cdef Py_ssize_t _GAVG_MIN = 1 << 20
 
 
 def _gavg_hints(Py_ssize_t ahead=-1, Py_ssize_t min_bytes=-1):
