@@ -244,7 +244,7 @@ def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode):
         return None             # validates and reports
     if plan is None:
         return None
-    from . import _compiled
+    _compiled = _backend._compiled   # the active backend (use_compiled())
     out = np.empty(plan[0], x.dtype)
     if plan[6]:
         _compiled._kernels.max_pool_forward(x, out, None, plan[1], plan[2],
@@ -278,7 +278,7 @@ def _fast_avg(nd, op, x, kernel_size, stride, padding, ceil_mode,
             _PLANS[key] = plan
     except TypeError:
         return None
-    from . import _compiled
+    _compiled = _backend._compiled   # the active backend (use_compiled())
     out = np.empty(plan[0], x.dtype)
     args = (x, out, plan[1], plan[2], plan[4], plan[5], count_include_pad,
             divisor_override or 0, False)
