@@ -45,6 +45,9 @@ def test_ceil_mode_and_flags_still_validated():
     cypool.max_pool2d(x, 3, 2, ceil_mode=True)
     with pytest.raises(TypeError, match="ceil_mode"):
         cypool.max_pool2d(x, 3, 2, ceil_mode=1)
+    cypool.max_pool2d(x, 3, 2, return_indices=True)
+    with pytest.raises(TypeError, match="return_indices"):
+        cypool.max_pool2d(x, 3, 2, return_indices=1)
     cypool.avg_pool2d(x, 3, 2, count_include_pad=False)
     with pytest.raises(TypeError, match="count_include_pad"):
         cypool.avg_pool2d(x, 3, 2, count_include_pad=0)
@@ -76,6 +79,12 @@ def test_repeated_calls_match_reference(nd, dtype):
             for _ in range(2):           # the second call is served from the cache
                 np.testing.assert_array_equal(mx(x, *args), _ref(mx, x, *args))
                 np.testing.assert_array_equal(av(x, *args), _ref(av, x, *args))
+                got = mx(x, *args, return_indices=True)
+                want = _ref(mx, x, *args, return_indices=True)
+                assert isinstance(got, tuple) and len(got) == 2
+                assert got[1].dtype == np.int64
+                np.testing.assert_array_equal(got[0], want[0])
+                np.testing.assert_array_equal(got[1], want[1])
         # unbatched input and views never take the cached plan's shape wrongly
         np.testing.assert_array_equal(mx(x[0], 2), _ref(mx, x[0], 2))
         np.testing.assert_array_equal(mx(x[:, :, ::-1], 2), _ref(mx, x[:, :, ::-1], 2))

@@ -177,7 +177,8 @@ def _check_grad_output(grad_output, shape4, batched, geom, op, channels_last=Fal
 # ---------------------------------------------------------- the fast path
 #
 # A call with plain arguments (ints, flat int tuples, strings, None; a batched
-# ndarray of a native supported dtype; no ``out``, indices or channels-last)
+# ndarray of a native supported dtype; no ``out`` or channels-last; max
+# pooling with or without indices)
 # whose argument combination and input shape and dtype were validated before
 # skips validation: its plan (output shape and the kernel's 3-entry window
 # tuples) is looked up by exactly those arguments.  Only plain values enter
@@ -232,7 +233,8 @@ def _plan(op, nd, x, key, kernel_size, stride, padding, dilation, ceil_mode):
     return plan
 
 
-def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode):
+def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode,
+              return_indices=False):
     if not x.flags.c_contiguous:    # views: the general path picks the layout
         return None
     try:
@@ -246,13 +248,14 @@ def _fast_max(nd, op, x, kernel_size, stride, padding, dilation, ceil_mode):
         return None
     _compiled = _backend._compiled   # the active backend (use_compiled())
     out = np.empty(plan[0], x.dtype)
+    idx = np.empty(plan[0], np.int64) if return_indices else None
     if plan[6]:
-        _compiled._kernels.max_pool_forward(x, out, None, plan[1], plan[2],
+        _compiled._kernels.max_pool_forward(x, out, idx, plan[1], plan[2],
                                             plan[3], plan[4], 1)
     else:
-        _compiled.run(_compiled._kernels.max_pool_forward, x, out, None, plan[1],
+        _compiled.run(_compiled._kernels.max_pool_forward, x, out, idx, plan[1],
                       plan[2], plan[3], plan[4])
-    return out
+    return (out, idx) if return_indices else out
 
 
 def _fast_avg(nd, op, x, kernel_size, stride, padding, ceil_mode,
@@ -371,10 +374,11 @@ def max_pool1d(input: np.ndarray, kernel_size: int | tuple[int, ...],
     >>> cypool.max_pool1d(np.array([[1., 3., 2., 5., 4.]]), 2)
     array([[3., 5.]])
     """
-    if (out is None and return_indices is False and channels_last is False
-            and type(input) is np.ndarray and _backend.use_compiled()):
+    if (out is None and (return_indices is False or return_indices is True)
+            and channels_last is False and type(input) is np.ndarray
+            and _backend.use_compiled()):
         res = _fast_max(1, "max_pool1d", input, kernel_size, stride, padding,
-                        dilation, ceil_mode)
+                        dilation, ceil_mode, return_indices)
         if res is not None:
             return res
     return _max_pool(1, "max_pool1d", input, kernel_size, stride, padding,
@@ -402,10 +406,11 @@ def max_pool2d(input: np.ndarray, kernel_size: int | tuple[int, ...],
     array([[[[ 5.,  7.],
              [13., 15.]]]], dtype=float32)
     """
-    if (out is None and return_indices is False and channels_last is False
-            and type(input) is np.ndarray and _backend.use_compiled()):
+    if (out is None and (return_indices is False or return_indices is True)
+            and channels_last is False and type(input) is np.ndarray
+            and _backend.use_compiled()):
         res = _fast_max(2, "max_pool2d", input, kernel_size, stride, padding,
-                        dilation, ceil_mode)
+                        dilation, ceil_mode, return_indices)
         if res is not None:
             return res
     return _max_pool(2, "max_pool2d", input, kernel_size, stride, padding,
@@ -423,10 +428,11 @@ def max_pool3d(input: np.ndarray, kernel_size: int | tuple[int, ...],
 
     As ``torch.nn.functional.max_pool3d``; indices are ``(d*H + h)*W + w``.
     """
-    if (out is None and return_indices is False and channels_last is False
-            and type(input) is np.ndarray and _backend.use_compiled()):
+    if (out is None and (return_indices is False or return_indices is True)
+            and channels_last is False and type(input) is np.ndarray
+            and _backend.use_compiled()):
         res = _fast_max(3, "max_pool3d", input, kernel_size, stride, padding,
-                        dilation, ceil_mode)
+                        dilation, ceil_mode, return_indices)
         if res is not None:
             return res
     return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding,
