@@ -68,6 +68,19 @@ def both_backends_equal(fn, x, *args, **kw):
     np.testing.assert_array_equal(got, want)
 
 
+def same_bits_or_nan(got, want, msg=""):
+    """``got`` equals ``want`` bit for bit (signed zeros included), except
+    that any NaN matches any NaN (which NaN a sum of NaNs keeps is not
+    specified); shapes and dtypes equal."""
+    import numpy as np
+    assert got.shape == want.shape and got.dtype == want.dtype
+    u = {4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
+    g = np.ascontiguousarray(got)
+    w = np.ascontiguousarray(want)
+    same = (g.view(u) == w.view(u)) | (np.isnan(g) & np.isnan(w))
+    assert same.all(), f"{msg}: {np.argwhere(~same)[:5]}"
+
+
 def with_specials(rng, shape, dtype, every):
     """Standard normal data of ``dtype`` with about one element in
     ``every`` replaced by NaN, +-inf, -0 or +0."""

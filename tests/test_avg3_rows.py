@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 
 import cypool
-from conftest import requires_compiled, with_specials
+from conftest import requires_compiled, same_bits_or_nan as _same, with_specials
 
 pytestmark = requires_compiled
-
-UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
-
 
 @pytest.fixture(params=[1, 0], ids=["kernels", "loop"])
 def avg3(request):
@@ -29,13 +26,6 @@ def avg3(request):
     old = _kernels._avg3_rows(request.param)
     yield request.param
     _kernels._avg3_rows(old)
-
-
-def _same(got, want):
-    assert got.shape == want.shape and got.dtype == want.dtype
-    same = (got.view(UINT[got.dtype]) == want.view(UINT[want.dtype])) | (
-        np.isnan(got) & np.isnan(want))
-    assert same.all(), np.argwhere(~same)[:5]
 
 
 def _data(rng, shape, dtype):

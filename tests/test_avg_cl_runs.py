@@ -16,23 +16,12 @@ import numpy as np
 import pytest
 
 import cypool
-from conftest import requires_compiled, with_specials
+from conftest import requires_compiled, same_bits_or_nan as _same, with_specials
 
 pytestmark = requires_compiled
 
-UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
-
-
 def _data(rng, shape, dtype):
     return with_specials(rng, shape, dtype, 50)
-
-
-def _same(got, want, msg):
-    assert got.shape == want.shape
-    g = np.ascontiguousarray(got)
-    w = np.ascontiguousarray(want)
-    same = (g.view(UINT[g.dtype]) == w.view(UINT[w.dtype])) | (np.isnan(g) & np.isnan(w))
-    assert same.all(), f"{msg}: {np.argwhere(~same)[:5]}"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import cypool
-from conftest import requires_compiled
+from conftest import requires_compiled, same_bits_or_nan as _same_avg
 
 pytestmark = requires_compiled
 
@@ -38,14 +38,6 @@ def _data(rng, shape, nan_rate=0.1):
 
 def _bits(a):
     return np.ascontiguousarray(a).view(np.uint32)
-
-
-def _same_avg(got, want):
-    """Averages bit for bit, signed zeros included, except that which NaN a
-    sum of NaNs keeps is not specified (any NaN matches any NaN)."""
-    assert got.shape == want.shape
-    same = (_bits(got) == _bits(want)) | (np.isnan(got) & np.isnan(want))
-    assert same.all(), np.argwhere(~same)[:5]
 
 
 def _check(x, *args, out=None, **kw):
